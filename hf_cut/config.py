@@ -1,0 +1,156 @@
+"""Configuration of the layerwise descent constraints, shared by both trainers.
+
+:class:`ConstraintArguments` is a dataclass mixin: its fields join those of TRL's ``SFTConfig`` (in
+:class:`ConstrainedSFTConfig`) or of transformers' ``TrainingArguments`` (in :class:`ConstrainedTrainingArguments`), so
+``TrlParser`` / ``HfArgumentParser`` expose them as command-line flags and YAML keys.
+"""
+
+from __future__ import annotations
+
+import math
+import warnings
+from dataclasses import dataclass, field
+
+from transformers import TrainingArguments
+from trl import SFTConfig
+
+__all__ = ["ConstraintArguments", "ConstrainedSFTConfig", "ConstrainedTrainingArguments"]
+
+
+@dataclass
+class ConstraintArguments:
+    r"""
+    Options of the layerwise descent constraints ``ℓ_l ≤ (1 − α) ℓ_{l−1}`` (arXiv 2601.17257).
+
+    > Parameters that control the constrained problem
+
+    constrained (`bool`, defaults to `True`):
+        Train the primal–dual Lagrangian. `False` trains plain ERM on the last layer (or deep supervision, see
+        `deep_supervision_weight`) and still measures and logs every layer loss.
+    descent_alpha (`float`, defaults to `0.1`):
+        α, the fractional decrease of the loss each layer must achieve, in (0, 1).
+    detach_previous_loss (`bool`, defaults to `True`):
+        Stop the gradient through `ℓ_{l−1}` in the constraint term. Without it a model can meet the constraints by
+        making its earlier layers worse.
+    deep_supervision_weight (`float`, defaults to `0.0`):
+        With `constrained=False`, weight w of the mean intermediate-layer loss (layers 1 … L−1) added to `ℓ_L`: the
+        deep-supervision baseline (fixed weights, no dual variables).
+
+    > Parameters that control the dual variables
+
+    dual_lr (`float`, defaults to `0.01`):
+        η_d, the dual learning rate, separate from the model's learning rate.
+    dual_update_interval (`int`, defaults to `1`):
+        Optimizer steps between two dual steps; the slack is accumulated in between.
+    dual_init (`float`, defaults to `0.0`):
+        Initial value of every dual variable λ_l.
+    resilience_coef (`float` or `None`, defaults to `None`):
+        β of the resilient relaxation `u_l = λ_l / β`; `None` keeps the constraints hard.
+
+    > Parameters that control the input perturbation and the cost
+
+    noise_gamma (`float`, defaults to `0.0`):
+        γ used while training: the input embeddings get Gaussian noise of standard deviation γ·σ_x.
+    noise_mean (`float`, defaults to `0.0`):
+        μ, the mean of that noise.
+    layer_loss_token_fraction (`float`, defaults to `1.0`):
+        Share of the completion tokens, drawn at random each step, on which `ℓ_0 … ℓ_{L−1}` are estimated (the same
+        tokens for every layer); the last layer always uses every token. In (0, 1].
+    """
+
+    constrained: bool = field(
+        default=True,
+        metadata={"help": "Train under the layerwise descent constraints; False trains plain ERM (layer losses logged)."},
+    )
+    descent_alpha: float = field(
+        default=0.1, metadata={"help": "α: required fractional decrease of the loss per layer, in (0, 1)."}
+    )
+    dual_lr: float = field(default=0.01, metadata={"help": "η_d: learning rate of the dual variables (> 0)."})
+    dual_update_interval: int = field(
+        default=1, metadata={"help": "Optimizer steps between dual steps (slack accumulated in between), >= 1."}
+    )
+    dual_init: float = field(default=0.0, metadata={"help": "Initial value of the dual variables (>= 0)."})
+    resilience_coef: float | None = field(
+        default=None,
+        metadata={"help": "β of the resilient relaxation u = λ/β (> 0); unset for hard constraints."},
+    )
+    noise_gamma: float = field(
+        default=0.0, metadata={"help": "γ: scale of the Gaussian noise on the input embeddings in training (>= 0)."}
+    )
+    noise_mean: float = field(default=0.0, metadata={"help": "μ: mean of the embedding noise."})
+    layer_loss_token_fraction: float = field(
+        default=1.0,
+        metadata={"help": "Share of completion tokens used for the intermediate layer losses, in (0, 1]."},
+    )
+    detach_previous_loss: bool = field(
+        default=True,
+        metadata={"help": "Stop the gradient through the previous layer's loss in the constraint term."},
+    )
+    deep_supervision_weight: float = field(
+        default=0.0,
+        metadata={"help": "With constrained=False: weight of the mean intermediate layer loss (0 = plain ERM)."},
+    )
+
+    def __post_init__(self) -> None:
+        self.validate_constraint_args()
+        super().__post_init__()
+
+    def validate_constraint_args(self) -> None:
+        """Raise a ``ValueError`` naming the first invalid constraint option and its allowed range."""
+
+        def fail(name: str, allowed: str) -> None:
+            raise ValueError(f"`{name}` must be {allowed}, got {getattr(self, name)!r}.")
+
+        def is_number(value) -> bool:
+            return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+        if not is_number(self.descent_alpha) or not 0.0 < self.descent_alpha < 1.0:
+            fail("descent_alpha", "a number in the open interval (0, 1)")
+        if not is_number(self.dual_lr) or self.dual_lr <= 0.0:
+            fail("dual_lr", "a finite number > 0")
+        if isinstance(self.dual_update_interval, bool) or not isinstance(self.dual_update_interval, int):
+            fail("dual_update_interval", "an integer >= 1")
+        if self.dual_update_interval < 1:
+            fail("dual_update_interval", "an integer >= 1")
+        if not is_number(self.dual_init) or self.dual_init < 0.0:
+            fail("dual_init", "a finite number >= 0")
+        if self.resilience_coef is not None and not (
+            isinstance(self.resilience_coef, (int, float)) and self.resilience_coef > 0
+        ):
+            fail("resilience_coef", "None (hard constraints) or a number > 0")
+        if not is_number(self.noise_gamma) or self.noise_gamma < 0.0:
+            fail("noise_gamma", "a finite number >= 0")
+        if not is_number(self.noise_mean):
+            fail("noise_mean", "a finite number")
+        if not is_number(self.layer_loss_token_fraction) or not 0.0 < self.layer_loss_token_fraction <= 1.0:
+            fail("layer_loss_token_fraction", "a number in (0, 1]")
+        if not is_number(self.deep_supervision_weight) or self.deep_supervision_weight < 0.0:
+            fail("deep_supervision_weight", "a finite number >= 0")
+        if self.constrained and self.deep_supervision_weight > 0.0:
+            raise ValueError(
+                "`deep_supervision_weight` applies only with `constrained=False` (the deep-supervision baseline); "
+                f"got deep_supervision_weight={self.deep_supervision_weight} with constrained=True."
+            )
+        if self.noise_gamma > 0.0 and getattr(self, "neftune_noise_alpha", None):
+            warnings.warn(
+                "Both `noise_gamma` and `neftune_noise_alpha` are set: the embeddings get NEFTune's uniform noise and "
+                "hf-cut's Gaussian noise on top of each other in training.",
+                UserWarning,
+                stacklevel=3,
+            )
+
+
+@dataclass
+class ConstrainedSFTConfig(ConstraintArguments, SFTConfig):
+    r"""
+    Configuration of [`ConstrainedSFTTrainer`]: every field of TRL's [`~trl.SFTConfig`] plus the constraint options
+    of [`ConstraintArguments`].
+    """
+
+
+@dataclass
+class ConstrainedTrainingArguments(ConstraintArguments, TrainingArguments):
+    r"""
+    Configuration of [`ConstrainedTrainer`]: every field of [`~transformers.TrainingArguments`] plus the constraint
+    options of [`ConstraintArguments`].
+    """

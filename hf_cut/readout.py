@@ -1,0 +1,235 @@
+"""Layer losses of a causal LM through its shared readout ψ = final norm, then ``lm_head``.
+
+:func:`add_layer_readout` patches a model's ``forward`` so that ``model(..., layer_readout=LayerReadoutRequest())``
+runs the backbone once with every hidden state and scores the completion tokens at every layer, returning a
+:class:`LayerwiseCausalLMOutput`. The readout runs *inside* the model's forward, so DDP synchronises its gradients,
+ZeRO-3 / FSDP gather the head and the norm, and PEFT wrappers pass the call through, exactly as for the model's own
+loss. The logits are never materialised: every selected (layer, token) row goes through one call of TRL's chunked
+log-probability kernel, which projects in tiles and recomputes them in backward.
+
+Hidden states: HF returns ``h_0`` (the embeddings) … ``h_L``; the intermediate ones are un-normalised while the last
+one is already normalised, so ψ normalises ``h_0 … h_{L−1}`` and reads ``last_hidden_state`` as the model's own head
+does: each state is normalised exactly once.
+"""
+
+from __future__ import annotations
+
+import functools
+import types
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+from transformers.utils import ModelOutput
+from trl.kernels import ChunkedLogProbFunction
+from trl.trainer.utils import maybe_gather_lm_head_ctx
+
+__all__ = [
+    "FINAL_NORM_NAMES",
+    "LayerReadoutRequest",
+    "LayerwiseCausalLMOutput",
+    "add_layer_readout",
+    "find_final_norm",
+    "num_layers",
+]
+
+# Attribute names of the final normalisation on HF decoder backbones (Llama/Qwen/Mistral/Gemma: norm; GPT-2/GPT-J/
+# Bloom/Falcon: ln_f; OPT/GPT-NeoX: final_layer_norm; Phi: final_layernorm; Mamba: norm_f)
+FINAL_NORM_NAMES = ("norm", "ln_f", "final_layer_norm", "final_layernorm", "norm_f", "final_norm")
+_VOCAB_CHUNK = 32768
+
+
+@dataclass
+class LayerReadoutRequest:
+    """What the patched forward should compute.
+
+    Args:
+        token_fraction: share of the completion tokens on which ``ℓ_0 … ℓ_{L−1}`` are estimated (drawn uniformly
+            without replacement with torch's RNG, the same tokens for every layer).
+        grad_layers: for ``l = 0 … L−1``, whether ``ℓ_l`` needs a gradient; the others are scored under
+            ``torch.no_grad`` (their values still feed the dual step and the logs). ``None``: all of them.
+    """
+
+    token_fraction: float = 1.0
+    grad_layers: list[bool] | None = None
+
+
+@dataclass
+class LayerwiseCausalLMOutput(ModelOutput):
+    """Output of the layerwise forward.
+
+    Attributes:
+        loss: last-layer mean negative log-likelihood over all completion tokens (divided by ``num_items_in_batch``
+            when given, as TRL's ``SFTTrainer`` does).
+        layer_losses: ``[L + 1]`` mean NLL ``ℓ_0 … ℓ_L`` on the sampled tokens (all of them at fraction 1); the last
+            entry is the last layer on the same sample, so that slacks compare like with like.
+        log_probs / entropy / is_top1 / label_mask: last-layer per-position values, zero on ignored positions.
+        num_tokens: completion tokens in the batch; num_sampled_tokens: tokens the layer losses were estimated on.
+    """
+
+    loss: torch.Tensor | None = None
+    layer_losses: torch.Tensor | None = None
+    log_probs: torch.Tensor | None = None
+    entropy: torch.Tensor | None = None
+    is_top1: torch.Tensor | None = None
+    label_mask: torch.Tensor | None = None
+    num_tokens: torch.Tensor | None = None
+    num_sampled_tokens: torch.Tensor | None = None
+
+
+def find_final_norm(backbone: nn.Module) -> nn.Module:
+    """The final normalisation module of a decoder backbone, or a ``ValueError`` naming what was looked for."""
+    for name in FINAL_NORM_NAMES:
+        module = getattr(backbone, name, None)
+        if isinstance(module, nn.Module):
+            return module
+    decoder = getattr(backbone, "decoder", None)  # OPT keeps its layers under `model.decoder`
+    if isinstance(decoder, nn.Module) and decoder is not backbone:
+        return find_final_norm(decoder)
+    raise ValueError(
+        f"Cannot find the final norm of {type(backbone).__name__} (looked for {', '.join(FINAL_NORM_NAMES)}): "
+        "the shared readout needs it to read out intermediate layers."
+    )
+
+
+def num_layers(model: nn.Module) -> int:
+    """L, the number of transformer layers, from the model's (text) config."""
+    config = model.config.get_text_config() if hasattr(model.config, "get_text_config") else model.config
+    for name in ("num_hidden_layers", "n_layer", "num_layers"):
+        value = getattr(config, name, None)
+        if isinstance(value, int) and value > 0:
+            return value
+    raise ValueError(f"Cannot find the number of layers of {type(model).__name__} in its config.")
+
+
+def _logit_transform(model: nn.Module) -> tuple[float | None, float]:
+    """(final_logit_softcapping, logit_scale) as the model's own head applies them."""
+    config = model.config.get_text_config()
+    softcap = getattr(config, "final_logit_softcapping", None)
+    for name in ("logit_scale", "output_multiplier", "lm_head_multiplier"):
+        if getattr(config, name, None) is not None:
+            return softcap, float(getattr(config, name))
+    scaling = getattr(config, "logits_scaling", None)
+    if scaling is not None:
+        return softcap, float(scaling if config.model_type == "hyperclovax" else 1.0 / scaling)
+    return softcap, 1.0
+
+
+def validate_causal_lm(model: nn.Module) -> None:
+    """Check that ``model`` exposes what the readout needs; ``ValueError`` otherwise (before any compute)."""
+    if getattr(model, "get_output_embeddings", None) is None or model.get_output_embeddings() is None:
+        raise ValueError(f"{type(model).__name__} has no output embeddings (`lm_head`) to use as the shared readout.")
+    find_final_norm(model.base_model)
+    num_layers(model)
+
+
+def add_layer_readout(model: nn.Module) -> None:
+    """Patch ``model.forward`` (a ``*ForCausalLM``) with the layerwise readout; without ``layer_readout`` the
+    forward is the previous one (TRL's fused head, or the model's own), so generation is unchanged.
+
+    Apply it to the model that owns the LM head (for PEFT, ``peft_model.get_base_model()``): PEFT forwards unknown
+    keyword arguments to it.
+    """
+    validate_causal_lm(model)
+    previous_forward = model.forward
+    softcap, logit_scale = _logit_transform(model)
+
+    @functools.wraps(type(model).forward)
+    def forward(self, *args, layer_readout: LayerReadoutRequest | None = None, **kwargs):
+        if layer_readout is None:
+            return previous_forward(*args, **kwargs)
+        labels = kwargs.pop("labels")
+        shift_labels = kwargs.pop("shift_labels", None)
+        num_items_in_batch = kwargs.pop("num_items_in_batch", None)
+        kwargs.pop("fused_lm_head", None)
+        kwargs.update(use_cache=False, output_hidden_states=True, return_dict=True)
+        backbone = self.base_model
+        out = backbone(*args, **kwargs)
+        states = list(out.hidden_states[:-1]) + [out.last_hidden_state]
+        if shift_labels is None:  # predict token t + 1 from position t
+            states = [h[:, :-1] for h in states]
+            labels = labels[:, 1:]
+        else:  # pre-shifted labels (context / sequence parallelism)
+            labels = shift_labels
+        head = self.get_output_embeddings()
+        labels = labels.to(head.weight.device)
+        mask = labels != -100
+        valid = mask.reshape(-1).nonzero().squeeze(1)
+        n = valid.numel()
+        flat = [h.reshape(-1, h.size(-1)).to(head.weight.device) for h in states]
+        targets = labels.reshape(-1)[valid]
+
+        k = n if layer_readout.token_fraction >= 1.0 else max(1, round(layer_readout.token_fraction * n))
+        sample = torch.randperm(n, device=valid.device)[:k] if k < n else None
+        sampled_rows = valid if sample is None else valid[sample]
+        sampled_targets = targets if sample is None else targets[sample]
+
+        L = len(states) - 1
+        grad_layers = layer_readout.grad_layers or [True] * L
+        if len(grad_layers) != L:
+            raise ValueError(f"`grad_layers` has {len(grad_layers)} entries, the model has {L} readout layers.")
+        norm = find_final_norm(backbone)
+        with_grad = [l for l in range(L) if grad_layers[l]]
+        without_grad = [l for l in range(L) if not grad_layers[l]]
+
+        def score(layer_ids: list[int], last: torch.Tensor | None):
+            rows = [norm(flat[l][sampled_rows]) for l in layer_ids]
+            tgts = [sampled_targets] * len(layer_ids)
+            if last is not None:
+                rows.append(last)
+                tgts.append(targets)
+            if not rows:
+                return None
+            return _chunked_log_probs(head, torch.cat(rows), torch.cat(tgts), softcap, logit_scale)
+
+        last_rows = flat[L][valid]
+        logp_grad, entropy, is_top1 = score(with_grad, last_rows)
+        with torch.no_grad():
+            scored = score(without_grad, None)
+        layer_logp = [None] * (L + 1)
+        for i, l in enumerate(with_grad):
+            layer_logp[l] = logp_grad[i * k : (i + 1) * k]
+        for i, l in enumerate(without_grad):
+            layer_logp[l] = scored[0][i * k : (i + 1) * k]
+        last_logp = logp_grad[len(with_grad) * k :]
+        layer_logp[L] = last_logp if sample is None else last_logp[sample]
+        if n == 0:  # no completion token: differentiable zeros rather than 0 / 0
+            layer_losses = torch.stack([lp.sum() for lp in layer_logp])
+        else:
+            layer_losses = -torch.stack([lp.mean() for lp in layer_logp])
+
+        def scatter(values: torch.Tensor) -> torch.Tensor:
+            return values.new_zeros(mask.shape).masked_scatter(mask, values)
+
+        last_entropy = entropy[len(with_grad) * k :]
+        last_top1 = is_top1[len(with_grad) * k :]
+        denom = mask.sum() if num_items_in_batch is None else num_items_in_batch
+        loss = -last_logp.sum() / torch.as_tensor(denom).clamp(min=1)
+        return LayerwiseCausalLMOutput(
+            loss=loss,
+            layer_losses=layer_losses,
+            log_probs=scatter(last_logp),
+            entropy=scatter(last_entropy.detach()),
+            is_top1=scatter(last_top1),
+            label_mask=mask,
+            num_tokens=mask.sum(),
+            num_sampled_tokens=torch.as_tensor(k, device=mask.device),
+        )
+
+    model.forward = types.MethodType(forward, model)
+
+
+def _chunked_log_probs(
+    head: nn.Module, hidden: torch.Tensor, targets: torch.Tensor, softcap: float | None, logit_scale: float
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Per-row (log p(target), entropy, target is top-1) of ``head(hidden)`` without building the logits."""
+    weight, bias = head.weight, head.bias
+    if hasattr(weight, "full_tensor"):  # FSDP2 DTensor: gather the head once for every tile
+        weight = weight.full_tensor()
+        bias = bias.full_tensor() if bias is not None else None
+    with maybe_gather_lm_head_ctx(weight, bias):  # ZeRO-3: the head is read directly, not through its module
+        vocab_chunk = min(_VOCAB_CHUNK, weight.shape[0])
+        logp, entropy, _, _, is_top1 = ChunkedLogProbFunction.apply(
+            hidden, weight, bias, targets, 1.0, vocab_chunk, softcap, logit_scale, ("log_probs", "entropy", "is_top1")
+        )
+    return logp, entropy, is_top1

@@ -1,0 +1,18 @@
+#!/usr/bin/env bash
+# Install hf-cut into the current Python environment.
+#   bash scripts/install.sh            # the library, its recipes and tests
+#   bash scripts/install.sh quant      # with extras (comma separated: quant,deepspeed,alpaca)
+# A torch that is already installed (CUDA or not) is kept. Otherwise a GPU machine gets the default (CUDA) build and
+# a machine without a GPU gets the CPU build, instead of the multi-GB CUDA wheel a plain `torch` requirement pulls.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+PY=${PYTHON:-python}
+extras="dev${1:+,$1}"
+if "$PY" -c "import torch" >/dev/null 2>&1; then
+  echo "install: keeping torch $("$PY" -c 'import torch; print(torch.__version__)')"
+elif command -v nvidia-smi >/dev/null 2>&1 && nvidia-smi -L >/dev/null 2>&1; then
+  "$PY" -m pip install "torch>=2.4"
+else
+  "$PY" -m pip install --retries 1 "torch==2.13.0" --extra-index-url https://download.pytorch.org/whl/cpu
+fi
+"$PY" -m pip install -e ".[${extras}]"

@@ -1,0 +1,88 @@
+"""Shared fixtures: tiny models built from configs and a word-level tokenizer trained on the spot (no Hub)."""
+
+import os
+import random
+
+os.environ["HF_HUB_OFFLINE"] = "1"
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+import pytest
+import torch
+import transformers
+from datasets import Dataset
+from tokenizers import Tokenizer, models, pre_tokenizers, trainers
+from transformers import PreTrainedTokenizerFast
+
+WORDS = "the cat dog sat on mat a red blue green one two three four five big small ran".split()
+
+
+def tiny_config(arch: str, vocab_size: int, num_layers: int = 3, **kwargs):
+    common = dict(vocab_size=vocab_size, num_attention_heads=4, **kwargs)
+    if arch == "gpt2":
+        return transformers.GPT2Config(n_embd=32, n_layer=num_layers, n_head=4, vocab_size=vocab_size, **kwargs)
+    cls = {"llama": transformers.LlamaConfig, "qwen2": transformers.Qwen2Config, "mistral": transformers.MistralConfig}
+    return cls[arch](hidden_size=32, intermediate_size=64, num_hidden_layers=num_layers, num_key_value_heads=2, **common)
+
+
+def tiny_causal_lm(arch: str = "llama", vocab_size: int = 64, num_layers: int = 3, seed: int = 0, **kwargs):
+    torch.manual_seed(seed)
+    model = transformers.AutoModelForCausalLM.from_config(tiny_config(arch, vocab_size, num_layers, **kwargs))
+    return model.eval()
+
+
+def make_rows(n: int = 64, seed: int = 0) -> list[dict]:
+    rng = random.Random(seed)
+    return [
+        {
+            "prompt": " ".join(rng.choice(WORDS) for _ in range(rng.randint(2, 5))),
+            "completion": " " + " ".join(rng.choice(WORDS) for _ in range(rng.randint(2, 4))),
+        }
+        for _ in range(n)
+    ]
+
+
+@pytest.fixture(scope="session")
+def tokenizer() -> PreTrainedTokenizerFast:
+    tok = Tokenizer(models.WordLevel(unk_token="<unk>"))
+    tok.pre_tokenizer = pre_tokenizers.Whitespace()
+    tok.train_from_iterator([" ".join(WORDS)], trainers.WordLevelTrainer(special_tokens=["<unk>", "<pad>", "<eos>"]))
+    return PreTrainedTokenizerFast(tokenizer_object=tok, unk_token="<unk>", pad_token="<pad>", eos_token="<eos>")
+
+
+@pytest.fixture
+def dataset() -> Dataset:
+    return Dataset.from_list(make_rows())
+
+
+def train_args(tmp_path, **overrides):
+    from hf_cut import ConstrainedSFTConfig
+
+    values = dict(
+        output_dir=str(tmp_path / "out"),
+        use_cpu=True,
+        bf16=False,
+        gradient_checkpointing=False,
+        per_device_train_batch_size=4,
+        max_steps=4,
+        learning_rate=1e-3,
+        logging_steps=1,
+        save_strategy="no",
+        report_to=[],
+        seed=0,
+        data_seed=0,
+        dual_lr=0.5,
+        disable_tqdm=True,
+    )
+    values.update(overrides)
+    return ConstrainedSFTConfig(**values)
+
+
+def tiny_trainer(tmp_path, tokenizer, dataset, arch="llama", model=None, **overrides):
+    from hf_cut import ConstrainedSFTTrainer
+
+    if model is None:
+        model = tiny_causal_lm(
+            arch, vocab_size=len(tokenizer), pad_token_id=tokenizer.pad_token_id, eos_token_id=tokenizer.eos_token_id
+        )
+    args = train_args(tmp_path, **overrides)
+    return ConstrainedSFTTrainer(model=model, args=args, train_dataset=dataset, processing_class=tokenizer)

@@ -1,0 +1,120 @@
+"""Layer losses through the shared readout against a naive full-logits computation."""
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from hf_cut.readout import LayerReadoutRequest, add_layer_readout, find_final_norm
+from tests.conftest import tiny_causal_lm
+
+ARCHS = ["llama", "qwen2", "mistral", "gpt2"]
+VOCAB = 64
+
+
+def _batch(seed=0):
+    g = torch.Generator().manual_seed(seed)
+    ids = torch.randint(0, VOCAB, (3, 11), generator=g)
+    attention = torch.ones_like(ids)
+    attention[1, 8:] = 0  # right padding
+    labels = ids.clone()
+    labels[:, :4] = -100  # prompt tokens are not trained on
+    labels[attention == 0] = -100
+    return ids, attention, labels
+
+
+def _naive_token_nll(model, ids, attention, labels):
+    """[L + 1, B, T − 1] per-token NLL by building every layer's full logits."""
+    out = model(input_ids=ids, attention_mask=attention, output_hidden_states=True)
+    norm = find_final_norm(model.base_model)
+    L = len(out.hidden_states) - 1
+    rows = []
+    for layer, h in enumerate(out.hidden_states):
+        logits = out.logits if layer == L else model.lm_head(norm(h))  # the last state is already normalised
+        nll = F.cross_entropy(logits[:, :-1].transpose(1, 2), labels[:, 1:], reduction="none", ignore_index=-100)
+        rows.append(nll)
+    return torch.stack(rows)
+
+
+@pytest.mark.parametrize("arch", ARCHS)
+def test_layer_losses_equal_naive_full_logits(arch):
+    model = tiny_causal_lm(arch, vocab_size=VOCAB, num_layers=3)
+    ids, attention, labels = _batch()
+    naive = _naive_token_nll(model, ids, attention, labels)
+    mask = labels[:, 1:] != -100
+    expected = naive[:, mask].mean(dim=1)
+    add_layer_readout(model)
+    out = model(input_ids=ids, attention_mask=attention, labels=labels, layer_readout=LayerReadoutRequest())
+    assert out.layer_losses.shape == (4,)
+    assert torch.allclose(out.layer_losses, expected, atol=1e-5)
+    assert torch.allclose(out.loss, expected[-1], atol=1e-5)
+    # the last layer equals the model's own loss
+    own = model(input_ids=ids, attention_mask=attention, labels=labels).loss
+    assert torch.allclose(out.loss, own, atol=1e-5)
+
+
+def test_gradients_match_naive_and_no_grad_layers_keep_values():
+    model = tiny_causal_lm("llama", vocab_size=VOCAB)
+    ids, attention, labels = _batch()
+    mask = labels[:, 1:] != -100
+    weights = torch.tensor([0.3, 0.5, 0.0, 1.0])
+    (_naive_token_nll(model, ids, attention, labels)[:, mask].mean(1) * weights).sum().backward()
+    expected = {n: p.grad.clone() for n, p in model.named_parameters()}
+    model.zero_grad()
+    add_layer_readout(model)
+    request = LayerReadoutRequest(grad_layers=[True, True, False])  # layer 2 has weight 0: scored without grad
+    out = model(input_ids=ids, attention_mask=attention, labels=labels, layer_readout=request)
+    (out.layer_losses * weights).sum().backward()
+    for name, param in model.named_parameters():
+        assert torch.allclose(param.grad, expected[name], atol=1e-5), name
+
+
+def test_token_fraction_scores_the_same_sample_at_every_layer():
+    model = tiny_causal_lm("llama", vocab_size=VOCAB)
+    ids, attention, labels = _batch()
+    naive = _naive_token_nll(model, ids, attention, labels)
+    mask = (labels[:, 1:] != -100).reshape(-1)
+    n = int(mask.sum())
+    add_layer_readout(model)
+    torch.manual_seed(7)
+    out = model(input_ids=ids, attention_mask=attention, labels=labels, layer_readout=LayerReadoutRequest(0.25))
+    torch.manual_seed(7)
+    k = round(0.25 * n)
+    chosen = torch.randperm(n)[:k]  # the draw the readout makes: uniform, without replacement
+    per_token = naive.reshape(naive.shape[0], -1)[:, mask][:, chosen]
+    assert out.num_sampled_tokens.item() == k
+    assert torch.allclose(out.layer_losses, per_token.mean(1), atol=1e-5)
+    # the objective (last layer) still uses every token
+    assert torch.allclose(out.loss, naive[-1].reshape(-1)[mask].mean(), atol=1e-5)
+
+
+def test_token_fraction_estimate_is_unbiased():
+    model = tiny_causal_lm("llama", vocab_size=VOCAB)
+    ids, attention, labels = _batch()
+    add_layer_readout(model)
+    full = model(input_ids=ids, attention_mask=attention, labels=labels, layer_readout=LayerReadoutRequest())
+    torch.manual_seed(0)
+    with torch.no_grad():
+        draws = torch.stack(
+            [
+                model(input_ids=ids, attention_mask=attention, labels=labels, layer_readout=LayerReadoutRequest(0.3))
+                .layer_losses
+                for _ in range(400)
+            ]
+        )
+    stderr = draws.std(0) / 400**0.5
+    assert torch.all((draws.mean(0) - full.layer_losses.detach()).abs() < 4 * stderr + 1e-6)
+
+
+def test_forward_without_request_is_unchanged():
+    model = tiny_causal_lm("llama", vocab_size=VOCAB)
+    ids, attention, labels = _batch()
+    before = model(input_ids=ids, attention_mask=attention, labels=labels).loss
+    add_layer_readout(model)
+    assert torch.equal(model(input_ids=ids, attention_mask=attention, labels=labels).loss, before)
+
+
+def test_model_without_final_norm_is_rejected():
+    model = tiny_causal_lm("llama", vocab_size=VOCAB)
+    del model.model.norm
+    with pytest.raises(ValueError, match="final norm"):
+        add_layer_readout(model)
