@@ -1,0 +1,186 @@
+"""ConstrainedSFTTrainer: the loss, the duals, gradient accumulation, resume, bad input, the model card."""
+
+import json
+import os
+
+import pytest
+import torch
+from datasets import Dataset
+from trl import SFTConfig
+
+from hf_cut import ConstrainedSFTConfig, ConstrainedSFTTrainer
+from tests.conftest import make_rows, tiny_causal_lm, tiny_trainer, train_args
+
+
+def _naive_layer_losses(trainer, batch):
+    """ℓ_0 … ℓ_L of a batch from full logits (independent of the readout code)."""
+    model = trainer.model
+    out = model.base_model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"], output_hidden_states=True)
+    labels = batch["labels"][:, 1:]
+    losses = []
+    for layer, h in enumerate(out.hidden_states):
+        h = h if layer == len(out.hidden_states) - 1 else model.model.norm(h)
+        logits = model.lm_head(h)[:, :-1]
+        losses.append(torch.nn.functional.cross_entropy(logits.transpose(1, 2), labels, ignore_index=-100))
+    return torch.stack(losses)
+
+
+def _first_batch(trainer):
+    return trainer._prepare_inputs(next(iter(trainer.get_train_dataloader())))
+
+
+def test_training_loss_is_the_lagrangian(tmp_path, tokenizer, dataset):
+    trainer = tiny_trainer(tmp_path, tokenizer, dataset, descent_alpha=0.2)
+    trainer.duals.multipliers = torch.tensor([0.3, 0.0, 0.7], dtype=torch.float64)
+    trainer.model.train()
+    batch = _first_batch(trainer)
+    loss = trainer.compute_loss(trainer.model, batch)
+    ell = _naive_layer_losses(trainer, batch)
+    expected = ell[3] + 0.3 * (ell[1] - 0.8 * ell[0]) + 0.7 * (ell[3] - 0.8 * ell[2])
+    assert loss.item() == pytest.approx(expected.item(), abs=1e-5)
+
+
+def test_deep_supervision_and_erm_losses(tmp_path, tokenizer, dataset):
+    for weight in (0.0, 0.5):
+        trainer = tiny_trainer(tmp_path, tokenizer, dataset, constrained=False, deep_supervision_weight=weight)
+        trainer.model.train()
+        batch = _first_batch(trainer)
+        ell = _naive_layer_losses(trainer, batch)
+        expected = ell[3] + weight * ell[1:3].mean()  # intermediate layers 1 … L−1
+        assert trainer.compute_loss(trainer.model, batch).item() == pytest.approx(expected.item(), abs=1e-5)
+
+
+def test_duals_grow_under_violation_and_stay_zero_for_erm(tmp_path, tokenizer, dataset):
+    trainer = tiny_trainer(tmp_path, tokenizer, dataset, max_steps=4)
+    trainer.train()
+    # A random model barely changes the loss from layer to layer (ratio ≈ 1 > 1 − α): every constraint is violated
+    assert torch.all(trainer.dual_variables > 0)
+    logs = [h for h in trainer.state.log_history if "layer_loss/0" in h]
+    assert len(logs) == 4
+    for key in ["layer_loss/0", "layer_loss/3", "dual/1", "dual/3", "slack/1", "slack/3"]:
+        assert key in logs[-1]
+    assert 0.0 <= logs[-1]["constraint_satisfaction"] <= 1.0
+    # the logged dual equals λ after the last step
+    assert logs[-1]["dual/2"] == pytest.approx(trainer.dual_variables[1].item(), rel=1e-6)
+
+    erm = tiny_trainer(tmp_path, tokenizer, dataset, max_steps=4, constrained=False)
+    erm.train()
+    assert torch.equal(erm.dual_variables, torch.zeros(3))
+    assert "layer_loss/1" in [h for h in erm.state.log_history if "layer_loss/1" in h][-1]
+
+
+def test_dual_step_uses_the_step_slack(tmp_path, tokenizer, dataset):
+    # One step at lr 0: the model does not move, so the step's slack is that of the naive layer losses of its batch
+    trainer = tiny_trainer(tmp_path, tokenizer, dataset, max_steps=1, learning_rate=0.0, dual_lr=0.5)
+    batch = _first_batch(trainer)
+    trainer.model.train()
+    with torch.no_grad():
+        ell = _naive_layer_losses(trainer, batch)
+    trainer.train()
+    expected = torch.clamp(0.5 * (ell[1:] - 0.9 * ell[:-1]), min=0)
+    assert torch.allclose(trainer.dual_variables, expected, atol=1e-5)
+
+
+def _params(trainer):
+    return torch.cat([p.detach().flatten() for p in trainer.model.parameters()])
+
+
+def test_gradient_accumulation_matches_one_large_batch(tmp_path, tokenizer, dataset):
+    big = tiny_trainer(tmp_path / "a", tokenizer, dataset, per_device_train_batch_size=4, max_steps=3)
+    big.train()
+    small = tiny_trainer(
+        tmp_path / "b", tokenizer, dataset, per_device_train_batch_size=1, gradient_accumulation_steps=4, max_steps=3
+    )
+    small.train()
+    assert torch.allclose(big.dual_variables, small.dual_variables, atol=1e-5)
+    assert torch.allclose(_params(big), _params(small), atol=1e-5)
+
+
+def test_resume_from_checkpoint_is_exact(tmp_path, tokenizer, dataset):
+    opts = dict(max_steps=6, save_strategy="steps", save_steps=3, noise_gamma=0.5, layer_loss_token_fraction=0.5)
+    full = tiny_trainer(tmp_path / "full", tokenizer, dataset, **opts)
+    full.train()
+    checkpoint = tmp_path / "full" / "out" / "checkpoint-3"
+    assert (checkpoint / "dual_variables.pt").is_file()
+    saved = torch.load(checkpoint / "dual_variables.pt", weights_only=True)
+    assert torch.all(saved["multipliers"] > 0)
+    resumed = tiny_trainer(tmp_path / "resumed", tokenizer, dataset, **opts)
+    resumed.train(resume_from_checkpoint=str(checkpoint))
+    assert torch.allclose(full.dual_variables, resumed.dual_variables, atol=1e-6)
+    assert torch.allclose(_params(full), _params(resumed), atol=1e-6)
+
+
+BAD_OPTIONS = [
+    ("descent_alpha", 0.0),
+    ("descent_alpha", 1.0),
+    ("descent_alpha", -0.3),
+    ("dual_lr", 0.0),
+    ("dual_lr", -1.0),
+    ("dual_update_interval", 0),
+    ("dual_init", -0.1),
+    ("resilience_coef", 0.0),
+    ("noise_gamma", -0.5),
+    ("noise_mean", float("nan")),
+    ("layer_loss_token_fraction", 0.0),
+    ("layer_loss_token_fraction", 1.5),
+    ("deep_supervision_weight", -1.0),
+]
+
+
+@pytest.mark.parametrize("name,value", BAD_OPTIONS)
+def test_bad_option_rejected_with_its_name(tmp_path, name, value):
+    with pytest.raises(ValueError, match=f"`{name}`"):
+        ConstrainedSFTConfig(output_dir=str(tmp_path), use_cpu=True, **{name: value})
+
+
+def test_deep_supervision_needs_unconstrained(tmp_path):
+    with pytest.raises(ValueError, match="deep_supervision_weight"):
+        ConstrainedSFTConfig(output_dir=str(tmp_path), use_cpu=True, deep_supervision_weight=0.5)
+
+
+def test_dataset_without_trainable_tokens_rejected(tmp_path, tokenizer):
+    rows = [{"prompt": "the cat sat on the mat", "completion": " dog"}] * 8
+    with pytest.raises(ValueError, match="train_dataset"):
+        tiny_trainer(tmp_path, tokenizer, Dataset.from_list(rows), max_length=3)
+
+
+def test_plain_sft_config_is_accepted(tmp_path, tokenizer, dataset):
+    args = SFTConfig(output_dir=str(tmp_path), use_cpu=True, bf16=False, learning_rate=3e-4, report_to=[])
+    model = tiny_causal_lm(vocab_size=len(tokenizer), pad_token_id=tokenizer.pad_token_id)
+    trainer = ConstrainedSFTTrainer(model=model, args=args, train_dataset=dataset, processing_class=tokenizer)
+    assert isinstance(trainer.args, ConstrainedSFTConfig)
+    assert trainer.args.learning_rate == 3e-4 and trainer.args.constrained
+
+
+def test_model_card_records_constraints(tmp_path, tokenizer, dataset):
+    # TRL writes the card with every checkpoint
+    trainer = tiny_trainer(
+        tmp_path, tokenizer, dataset, max_steps=2, descent_alpha=0.15, save_strategy="steps", save_steps=2
+    )
+    trainer.train()
+    card = (tmp_path / "out" / "README.md").read_text()
+    assert "hf-cut" in card and "2601.17257" in card
+    assert "| descent_alpha (α) | 0.15 |" in card
+    for value in trainer.dual_variables.tolist():
+        assert f"{value:.4f}" in card
+
+
+def test_model_by_path_with_lora(tmp_path, tokenizer, dataset):
+    from peft import LoraConfig
+
+    path = tmp_path / "tiny-llama"
+    tiny_causal_lm(vocab_size=len(tokenizer), pad_token_id=tokenizer.pad_token_id).save_pretrained(path)
+    tokenizer.save_pretrained(path)
+    args = train_args(tmp_path, max_steps=3, learning_rate=1e-2)
+    trainer = ConstrainedSFTTrainer(
+        model=str(path),
+        args=args,
+        train_dataset=dataset,
+        processing_class=tokenizer,
+        peft_config=LoraConfig(r=4, lora_alpha=8, target_modules=["q_proj", "v_proj"]),
+    )
+    before = {n: p.detach().clone() for n, p in trainer.model.named_parameters()}
+    trainer.train()
+    changed = {n for n, p in trainer.model.named_parameters() if not torch.equal(p, before[n])}
+    assert changed and all("lora_" in n for n in changed)
+    assert torch.all(trainer.dual_variables > 0)
