@@ -148,6 +148,9 @@ class ConstrainedSFTTrainer(SFTTrainer):
 
         self._record_metrics(mode, outputs, inputs)
         if return_outputs:
+            # `compute_metrics` wants logits, which the layerwise pass never builds: one more forward, as in TRL
+            with torch.no_grad():
+                outputs = model(**{k: v for k, v in inputs.items() if k != "labels"})
             return loss, outputs
         return loss
 

@@ -184,3 +184,27 @@ def test_model_by_path_with_lora(tmp_path, tokenizer, dataset):
     changed = {n for n, p in trainer.model.named_parameters() if not torch.equal(p, before[n])}
     assert changed and all("lora_" in n for n in changed)
     assert torch.all(trainer.dual_variables > 0)
+
+
+def test_evaluate_logs_layer_losses_and_supports_compute_metrics(tmp_path, tokenizer, dataset):
+    seen = {}
+
+    def compute_metrics(prediction):
+        seen["shape"] = prediction.predictions.shape
+        return {"n": float(len(prediction.predictions))}
+
+    args = train_args(tmp_path, per_device_eval_batch_size=64)
+    model = tiny_causal_lm(vocab_size=len(tokenizer), pad_token_id=tokenizer.pad_token_id)
+    trainer = ConstrainedSFTTrainer(
+        model=model, args=args, train_dataset=dataset, eval_dataset=dataset, processing_class=tokenizer
+    )
+    metrics = trainer.evaluate()
+    batch = trainer._prepare_inputs(next(iter(trainer.get_eval_dataloader())))
+    with torch.no_grad():
+        ell = _naive_layer_losses(trainer, batch)
+    for layer in range(4):
+        assert metrics[f"eval_layer_loss/{layer}"] == pytest.approx(ell[layer].item(), abs=1e-5)
+    assert metrics["eval_loss"] == pytest.approx(ell[3].item(), abs=1e-5)
+    assert "eval_dual/3" in metrics and "eval_constraint_satisfaction" in metrics
+    trainer.compute_metrics = compute_metrics
+    assert trainer.evaluate()["eval_n"] == len(dataset) and seen["shape"][-1] == len(tokenizer)
