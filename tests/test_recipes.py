@@ -1,0 +1,184 @@
+"""Tests for the recipes (every shipped YAML parses, the default one runs end to end) and hf_cut.evaluation.plots."""
+
+from __future__ import annotations
+
+import os
+
+os.environ["HF_HUB_OFFLINE"] = "1"
+
+import importlib.util
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from hf_cut.evaluation import layer_loss_table, layer_losses_from_metrics, plot_layer_losses
+from hf_cut.evaluation.plots import RATIO_HEADER
+from hf_cut.models import tiny_llama_config
+
+ROOT = Path(__file__).resolve().parents[1]
+RECIPE = ROOT / "recipes" / "llama_sft.py"
+YAMLS = sorted((ROOT / "recipes").glob("*.yaml"))
+PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+
+
+def load_script(path: Path):
+    spec = importlib.util.spec_from_file_location(path.stem, path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.fixture(scope="module")
+def recipe():
+    return load_script(RECIPE)
+
+
+def parse_table(table: str) -> tuple[list[str], list[list[str]]]:
+    lines = table.splitlines()
+    split = lambda line: [c.strip() for c in line.strip().strip("|").split("|")]  # noqa: E731
+    return split(lines[0]), [split(line) for line in lines[2:]]
+
+
+# --- Recipes: parsing ---
+
+
+def test_recipes_exist():
+    names = {p.name for p in YAMLS}
+    assert {"llama_sft.yaml", "llama31_8b_alpaca.yaml"} <= names
+    assert Path(load_script(RECIPE).DEFAULT_CONFIG) == ROOT / "recipes" / "llama_sft.yaml"
+
+
+@pytest.mark.parametrize("path", YAMLS, ids=lambda p: p.name)
+def test_yaml_parses_with_unknown_keys_rejected(recipe, path):
+    import yaml
+
+    parser = recipe.make_parser()
+    config = yaml.safe_load(path.read_text())
+    known = {action.dest for action in parser._actions}
+    assert not set(config) - known - {"env"}, f"unknown keys in {path.name}"
+    # bf16 recipes are meant for a GPU; parse them on a CPU-only machine with bf16 switched off
+    overrides = [] if torch.cuda.is_available() else ["--bf16", "false", "--use_cpu", "true"]
+    script_args, training_args, model_args = parser.parse_args_and_config(["--config", str(path), *overrides])
+    for key, value in config.items():
+        if key in ("bf16", "use_cpu") and overrides:
+            continue
+        owner = next(a for a in (script_args, training_args, model_args) if hasattr(a, key))
+        parsed = getattr(owner, key)
+        parsed = getattr(parsed, "value", parsed)  # enums (eval_strategy, lr_scheduler_type …)
+        if key == "report_to":  # "none" and "x" are parsed to [] and ["x"]
+            value = [] if value == "none" else [value] if isinstance(value, str) else value
+        assert parsed == value, f"{path.name}: {key} = {parsed!r}, expected {value!r}"
+
+
+def test_unknown_yaml_key_is_an_error(recipe, tmp_path):
+    config = tmp_path / "stale.yaml"
+    config.write_text((ROOT / "recipes" / "llama_sft.yaml").read_text() + "max_seq_length: 128\n")
+    with pytest.raises(ValueError, match="max_seq_length"):
+        recipe.make_parser().parse_args_and_config(["--config", str(config)])
+
+
+def test_default_recipe_values(recipe):
+    script_args, training_args, model_args = recipe.make_parser().parse_args_and_config(
+        ["--config", recipe.DEFAULT_CONFIG]
+    )
+    assert model_args.model_name_or_path is None and script_args.dataset_name == "builtin"
+    assert training_args.use_cpu and not training_args.bf16 and not training_args.gradient_checkpointing
+    assert training_args.constrained and training_args.eval_strategy == "no"
+
+
+# --- Recipes: the default runs end to end ---
+
+
+@pytest.fixture(scope="module")
+def default_run(tmp_path_factory):
+    out = tmp_path_factory.mktemp("llama_sft") / "out"
+    cmd = [
+        sys.executable, str(RECIPE), "--config", str(ROOT / "recipes" / "llama_sft.yaml"),
+        "--max_steps", "3", "--num_train_examples", "64", "--num_test_examples", "32",
+        "--logging_steps", "1", "--output_dir", str(out),
+    ]  # fmt: skip
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false"}
+    proc = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    return out, proc.stdout
+
+
+def test_default_recipe_runs(default_run):
+    out, stdout = default_run
+    summary = json.loads((out / "layer_losses.json").read_text())
+    L = summary["num_layers"]
+    assert L == 6
+    assert len(summary["layer_losses"]) == L + 1
+    assert len(summary["dual_variables"]) == L
+    assert summary["constrained"] is True and summary["descent_alpha"] == 0.1
+    for key in ("constraint_satisfaction", "descent_ratio_mean", "eval_loss", "eval_mean_token_accuracy"):
+        assert isinstance(summary[key], float), key
+    assert summary["layer_losses"][-1] == pytest.approx(summary["eval_metrics"]["eval_layer_loss/6"])
+    assert summary["global_step"] == 3
+    assert (out / "layer_losses.png").read_bytes()[:8] == PNG_MAGIC
+    assert (out / "model.safetensors").is_file() and (out / "tokenizer.json").is_file()
+    assert RATIO_HEADER in stdout
+    header, rows = parse_table(stdout[stdout.index("| layer") :].split("\n\n")[0].split("\neval_loss")[0])
+    assert [r[0] for r in rows] == [str(l) for l in range(L + 1)]
+
+
+def test_plot_cli_on_recipe_output(default_run, tmp_path, capsys):
+    out, _ = default_run
+    cli = load_script(ROOT / "eval" / "plot_layer_losses.py")
+    png = tmp_path / "docs" / "cmp.png"
+    cli.main(cli.make_parser().parse_args([str(out), str(out), "--labels", "a", "b", "--output", str(png)]))
+    assert png.read_bytes()[:8] == PNG_MAGIC
+    header, rows = parse_table(capsys.readouterr().out.split("\n📈")[0])
+    assert header == ["layer", "a", "b"] and len(rows) == 7
+
+
+# --- hf_cut.evaluation.plots and hf_cut.models ---
+
+
+def test_table_values_and_ratio():
+    curve = [8.0, 4.0, 3.0, 2.7]
+    header, rows = parse_table(layer_loss_table({"cut": curve}))
+    assert header == ["layer", "cut", RATIO_HEADER]
+    assert [float(r[1]) for r in rows] == curve
+    assert rows[0][2] == ""
+    assert [float(r[2]) for r in rows[1:]] == pytest.approx([0.5, 0.75, 0.9], abs=1e-4)
+
+
+def test_table_several_labels_no_ratio():
+    header, rows = parse_table(layer_loss_table({"cut": [2.5, 1.25, 1.0], "erm": [3.0, 2.0]}))
+    assert header == ["layer", "cut", "erm"]
+    assert [[float(c) if c else None for c in r[1:]] for r in rows] == [[2.5, 3.0], [1.25, 2.0], [1.0, None]]
+    with pytest.raises(ValueError):
+        layer_loss_table({})
+
+
+def test_layer_losses_from_metrics():
+    metrics = {"eval_layer_loss/10": 0.5, "eval_loss": 0.5, "eval_dual/1": 2.0, "layer_loss/0": 9.0}
+    metrics |= {f"eval_layer_loss/{l}": 10.0 - l for l in range(10)}
+    assert layer_losses_from_metrics(metrics) == [10.0 - l for l in range(10)] + [0.5]
+    assert layer_losses_from_metrics(metrics, prefix="") == [9.0]
+    with pytest.raises(KeyError):
+        layer_losses_from_metrics({"eval_loss": 1.0})
+    with pytest.raises(ValueError, match=r"\[1\]"):
+        layer_losses_from_metrics({"eval_layer_loss/0": 1.0, "eval_layer_loss/2": 1.0})
+
+
+def test_plot_writes_png(tmp_path):
+    path = tmp_path / "sub" / "losses.png"
+    returned = plot_layer_losses({"cut": [3.0, 2.0, 1.5], "erm": [3.0, 2.5, 1.4]}, str(path), title="t")
+    assert returned == str(path)
+    assert path.read_bytes()[:8] == PNG_MAGIC
+
+
+def test_tiny_llama_config():
+    config = tiny_llama_config(100, pad_token_id=2, bos_token_id=0, eos_token_id=1)
+    assert (config.vocab_size, config.hidden_size, config.num_hidden_layers) == (100, 128, 6)
+    assert (config.num_attention_heads, config.num_key_value_heads, config.intermediate_size) == (4, 2, 512)
+    assert (config.pad_token_id, config.bos_token_id, config.eos_token_id) == (2, 0, 1)
+    assert tiny_llama_config(50, hidden_size=48, num_heads=3).num_key_value_heads == 3
+    with pytest.raises(ValueError, match="num_heads"):
+        tiny_llama_config(50, hidden_size=30, num_heads=4)
