@@ -48,10 +48,13 @@ class LayerReadoutRequest:
             without replacement with torch's RNG, the same tokens for every layer).
         grad_layers: for ``l = 0 … L−1``, whether ``ℓ_l`` needs a gradient; the others are scored under
             ``torch.no_grad`` (their values still feed the dual step and the logs). ``None``: all of them.
+        return_token_log_probs: also return the per-token log-probabilities of every layer on the sampled tokens
+            and their positions (for per-example statistics at evaluation).
     """
 
     token_fraction: float = 1.0
     grad_layers: list[bool] | None = None
+    return_token_log_probs: bool = False
 
 
 @dataclass
@@ -65,6 +68,9 @@ class LayerwiseCausalLMOutput(ModelOutput):
             entry is the last layer on the same sample, so that slacks compare like with like.
         log_probs / entropy / is_top1 / label_mask: last-layer per-position values, zero on ignored positions.
         num_tokens: completion tokens in the batch; num_sampled_tokens: tokens the layer losses were estimated on.
+        layer_token_log_probs: ``[L + 1, k]`` log p(target) of every layer on the sampled tokens (on request).
+        token_positions: ``[k]`` (row, position) of those tokens in the shifted ``[batch, seq − 1]`` grid, as a
+            ``[k, 2]`` tensor (on request).
     """
 
     loss: torch.Tensor | None = None
@@ -75,6 +81,8 @@ class LayerwiseCausalLMOutput(ModelOutput):
     label_mask: torch.Tensor | None = None
     num_tokens: torch.Tensor | None = None
     num_sampled_tokens: torch.Tensor | None = None
+    layer_token_log_probs: torch.Tensor | None = None
+    token_positions: torch.Tensor | None = None
 
 
 def find_final_norm(backbone: nn.Module) -> nn.Module:
@@ -205,6 +213,11 @@ def add_layer_readout(model: nn.Module) -> None:
         last_top1 = is_top1[len(with_grad) * k :]
         denom = mask.sum() if num_items_in_batch is None else num_items_in_batch
         loss = -last_logp.sum() / torch.as_tensor(denom).clamp(min=1)
+        token_log_probs = positions = None
+        if layer_readout.return_token_log_probs:
+            token_log_probs = torch.stack([lp.detach() for lp in layer_logp])
+            width = mask.shape[1]
+            positions = torch.stack([sampled_rows // width, sampled_rows % width], dim=1)
         return LayerwiseCausalLMOutput(
             loss=loss,
             layer_losses=layer_losses,
@@ -214,6 +227,8 @@ def add_layer_readout(model: nn.Module) -> None:
             label_mask=mask,
             num_tokens=mask.sum(),
             num_sampled_tokens=torch.as_tensor(k, device=mask.device),
+            layer_token_log_probs=token_log_probs,
+            token_positions=positions,
         )
 
     model.forward = types.MethodType(forward, model)

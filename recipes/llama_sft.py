@@ -68,6 +68,13 @@ class LlamaSFTScriptArguments(ScriptArguments):
         default="builtin",
         metadata={"help": "'builtin' (offline data), a Hub dataset name, a local folder or a .json/.jsonl file."},
     )
+    dataset_seed: int = field(
+        default=0,
+        metadata={
+            "help": "Seed of the built-in data and of the held-out split; kept apart from the training `seed` so that "
+            "runs with different training seeds share one held-out set."
+        },
+    )
     num_train_examples: int | None = field(
         default=None, metadata={"help": "Keep only the first N training examples (all when unset)."}
     )
@@ -95,7 +102,7 @@ def main(script_args, training_args, model_args):
 
     # Data: train and held-out test splits in prompt/completion (or messages) form
     load_kwargs = {"name": script_args.dataset_config} if script_args.dataset_config else {}
-    dataset = load_instruction_dataset(script_args.dataset_name, seed=training_args.seed, **load_kwargs)
+    dataset = load_instruction_dataset(script_args.dataset_name, seed=script_args.dataset_seed, **load_kwargs)
     for split, n in (("train", script_args.num_train_examples), ("test", script_args.num_test_examples)):
         if n is not None:
             dataset[split] = dataset[split].select(range(min(n, len(dataset[split]))))

@@ -1,0 +1,129 @@
+"""Writing a γ sweep (JSON, CSV, PNG) and the side-by-side comparison table a paper would show."""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+from collections.abc import Sequence
+
+from .sweep import SCALAR_METRICS, SweepResult
+
+__all__ = ["comparison_table", "load_sweep", "plot_sweep", "write_sweep"]
+
+JSON_NAME = "ood_sweep.json"
+CSV_NAME = "ood_sweep.csv"
+
+
+def write_sweep(result: SweepResult, output_dir: str) -> dict[str, str]:
+    """Write ``ood_sweep.json`` (config, records, aggregates), ``ood_sweep.csv`` (one row per record) and the plots."""
+    os.makedirs(output_dir, exist_ok=True)
+    paths = {"json": os.path.join(output_dir, JSON_NAME), "csv": os.path.join(output_dir, CSV_NAME)}
+    with open(paths["json"], "w", encoding="utf-8") as f:
+        json.dump({"config": result.config, "records": result.records, "aggregates": result.aggregates}, f, indent=2)
+    num_layers = len(result.records[0]["layer_losses"]) if result.records else 0
+    columns = ["model", "path", "gamma", "seed", *SCALAR_METRICS, "num_tokens"] + [f"layer_loss_{l}" for l in range(num_layers)]
+    with open(paths["csv"], "w", newline="", encoding="utf-8") as f:
+        writer = csv.writer(f)
+        writer.writerow(columns)
+        for r in result.records:
+            writer.writerow([r.get(c, "") for c in columns[: -num_layers or None]] + list(r["layer_losses"]))
+    paths.update(plot_sweep(result, output_dir))
+    return paths
+
+
+def load_sweep(path: str) -> SweepResult:
+    """Read ``ood_sweep.json`` (a file or the directory holding it)."""
+    if os.path.isdir(path):
+        path = os.path.join(path, JSON_NAME)
+    with open(path, encoding="utf-8") as f:
+        data = json.load(f)
+    return SweepResult(records=data["records"], aggregates=data["aggregates"], config=data.get("config", {}))
+
+
+def _by_model(aggregates: Sequence[dict]) -> dict[str, list[dict]]:
+    models: dict[str, list[dict]] = {}
+    for row in aggregates:
+        models.setdefault(row["model"], []).append(row)
+    return {m: sorted(rows, key=lambda r: r["gamma"]) for m, rows in models.items()}
+
+
+def plot_sweep(result: SweepResult, output_dir: str) -> dict[str, str]:
+    """``metric_vs_gamma.png`` (token accuracy and loss against γ, one line per model, ± spread over seeds) and
+    ``loss_vs_layer.png`` (one panel per γ, one line per model)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    models = _by_model(result.aggregates)
+    paths = {}
+    fig, axes = plt.subplots(1, 2, figsize=(10, 4))
+    for ax, metric, name in zip(axes, ("token_accuracy", "loss"), ("token accuracy", "loss ℓ_L")):
+        for model, rows in models.items():
+            ax.errorbar(
+                [r["gamma"] for r in rows],
+                [r[f"{metric}_mean"] for r in rows],
+                yerr=[r[f"{metric}_std"] for r in rows],
+                marker="o",
+                capsize=3,
+                label=model,
+            )
+        ax.set_xlabel("noise level γ")
+        ax.set_ylabel(name)
+        ax.grid(alpha=0.3)
+    axes[0].legend()
+    fig.suptitle("Held-out quality as the input perturbation grows (mean ± std over seeds)")
+    fig.tight_layout()
+    paths["metric_plot"] = os.path.join(output_dir, "metric_vs_gamma.png")
+    fig.savefig(paths["metric_plot"], dpi=120)
+    plt.close(fig)
+
+    gammas = sorted({r["gamma"] for r in result.aggregates})
+    fig, axes = plt.subplots(1, len(gammas), figsize=(3.6 * len(gammas), 3.6), sharey=True, squeeze=False)
+    for ax, gamma in zip(axes[0], gammas):
+        for model, rows in models.items():
+            row = next((r for r in rows if r["gamma"] == gamma), None)
+            if row is not None:
+                ax.plot(range(len(row["layer_losses_mean"])), row["layer_losses_mean"], marker="o", label=model)
+        ax.set_title(f"γ = {gamma:g}")
+        ax.set_xlabel("layer l")
+        ax.grid(alpha=0.3)
+    axes[0][0].set_ylabel("loss ℓ_l")
+    axes[0][0].legend()
+    fig.tight_layout()
+    paths["layer_plot"] = os.path.join(output_dir, "loss_vs_layer.png")
+    fig.savefig(paths["layer_plot"], dpi=120)
+    plt.close(fig)
+    return paths
+
+
+def comparison_table(result: SweepResult, baseline: str | None = None, metric: str = "token_accuracy") -> str:
+    """Markdown table: per γ and model, the metric (mean ± std), its difference to the baseline model, the share of
+    satisfied (example, layer) constraints and the mean descent ratio. The baseline defaults to the first model
+    whose name contains "erm", else the last model."""
+    models = _by_model(result.aggregates)
+    if not models:
+        return "(empty sweep)"
+    if baseline is None:
+        baseline = next((m for m in models if "erm" in m.lower()), list(models)[-1])
+    if baseline not in models:
+        raise ValueError(f"`baseline` {baseline!r} is not one of the models {list(models)}.")
+    base = {r["gamma"]: r for r in models[baseline]}
+    lines = [
+        f"| γ | model | {metric} | Δ vs {baseline} | loss ℓ_L | satisfied pairs | examples all satisfied | mean ratio |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- |",
+    ]
+    for gamma in sorted(base):
+        for model, rows in models.items():
+            row = next((r for r in rows if r["gamma"] == gamma), None)
+            if row is None:
+                continue
+            delta = row[f"{metric}_mean"] - base[gamma][f"{metric}_mean"]
+            lines.append(
+                f"| {gamma:g} | {model} | {row[f'{metric}_mean']:.4f} ± {row[f'{metric}_std']:.4f} | "
+                f"{delta:+.4f} | {row['loss_mean']:.4f} ± {row['loss_std']:.4f} | "
+                f"{row['pair_satisfaction_mean']:.3f} | {row['example_satisfaction_mean']:.3f} | "
+                f"{row['descent_ratio_mean_mean']:.3f} |"
+            )
+    return "\n".join(lines)

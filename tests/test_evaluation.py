@@ -1,0 +1,138 @@
+"""γ sweep: agreement with the trainer and a naive computation, seeds, per-example statistics, files written."""
+
+import json
+
+import pytest
+import torch
+import transformers
+
+from hf_cut.data import builtin_instruction_dataset, train_builtin_tokenizer
+from hf_cut.evaluation.report import comparison_table, load_sweep, write_sweep
+from hf_cut.evaluation.stats import constraint_statistics, per_example_layer_losses
+from hf_cut.evaluation.sweep import SweepResult, _eval_trainer, aggregate_records, evaluate_causal_lm, ood_sweep
+
+PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+
+
+@pytest.fixture(scope="module")
+def saved_models(tmp_path_factory):
+    """Two tiny Llamas (different seeds) saved with a tokenizer trained on the built-in data."""
+    data = builtin_instruction_dataset(num_train=200, num_test=16)
+    tokenizer = train_builtin_tokenizer(p + c for p, c in zip(data["train"]["prompt"], data["train"]["completion"]))
+    paths = []
+    for seed in (0, 1):
+        torch.manual_seed(seed)
+        config = transformers.LlamaConfig(
+            vocab_size=len(tokenizer), hidden_size=32, intermediate_size=64, num_hidden_layers=3,
+            num_attention_heads=4, num_key_value_heads=2, pad_token_id=tokenizer.pad_token_id,
+            eos_token_id=tokenizer.eos_token_id, bos_token_id=tokenizer.bos_token_id,
+        )  # fmt: skip
+        path = tmp_path_factory.mktemp(f"model{seed}")
+        transformers.AutoModelForCausalLM.from_config(config).save_pretrained(path)
+        tokenizer.save_pretrained(path)
+        paths.append(str(path))
+    return paths, data["test"]
+
+
+def test_layer_losses_equal_trainer_and_naive(saved_models):
+    paths, test = saved_models
+    model = transformers.AutoModelForCausalLM.from_pretrained(paths[0])
+    tokenizer = transformers.AutoTokenizer.from_pretrained(paths[0])
+    trainer = _eval_trainer(model, tokenizer, test, batch_size=len(test))  # one batch: batch mean = token mean
+    record = evaluate_causal_lm(trainer, gamma=0.0, seed=0, alpha=0.1)
+    metrics = trainer.evaluate()
+    for layer, value in enumerate(record["layer_losses"]):
+        assert value == pytest.approx(metrics[f"eval_layer_loss/{layer}"], abs=1e-5)
+    # naive: full logits of every layer
+    batch = trainer._prepare_inputs(next(iter(trainer.get_eval_dataloader())))
+    with torch.no_grad():
+        out = model.model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"], output_hidden_states=True)
+        labels = batch["labels"][:, 1:]
+        hs = out.hidden_states
+        naive_acc = None
+        for layer, h in enumerate(hs):
+            logits = model.lm_head(h if layer == len(hs) - 1 else model.model.norm(h))[:, :-1]
+            nll = torch.nn.functional.cross_entropy(logits.transpose(1, 2), labels, ignore_index=-100)
+            assert record["layer_losses"][layer] == pytest.approx(nll.item(), abs=1e-5)
+            mask = labels != -100
+            naive_acc = ((logits.argmax(-1) == labels) & mask).sum().item() / mask.sum().item()
+    assert record["token_accuracy"] == pytest.approx(naive_acc, abs=1e-9)
+    assert record["loss"] == record["layer_losses"][-1]
+
+
+def test_zero_noise_is_identical_across_seeds_and_noise_is_replayed(saved_models):
+    paths, _ = saved_models
+    result = ood_sweep(paths[:1], gammas=[0.0, 1.0], seeds=[0, 1, 0], limit=8, progress=False)
+    by = {(r["gamma"], i): r for i, r in enumerate(result.records)}
+    at_zero = [r for r in result.records if r["gamma"] == 0.0]
+    assert at_zero[0]["layer_losses"] == at_zero[1]["layer_losses"] == at_zero[2]["layer_losses"]
+    noisy = [r for r in result.records if r["gamma"] == 1.0]
+    assert noisy[0]["layer_losses"] == noisy[2]["layer_losses"]  # seed 0 twice: the same draws
+    assert noisy[0]["layer_losses"] != noisy[1]["layer_losses"]
+    assert noisy[0]["loss"] != at_zero[0]["loss"]
+    assert len(by) == 6
+
+
+def test_per_example_losses_by_hand():
+    # two layers (L = 1), three tokens: example 0 has tokens with log p = (−1, −3), example 1 has one token (−2)
+    log_probs = torch.tensor([[-1.0, -3.0, -2.0], [-0.5, -1.5, -4.0]])
+    positions = torch.tensor([[0, 2], [0, 3], [1, 1]])
+    means, counts = per_example_layer_losses(log_probs, positions, num_examples=3)
+    assert counts.tolist() == [2, 1, 0]
+    assert torch.allclose(means[:2], torch.tensor([[2.0, 1.0], [2.0, 4.0]], dtype=torch.float64))
+    assert torch.isnan(means[2]).all()
+
+
+def test_constraint_statistics_by_hand():
+    losses = torch.tensor(
+        [
+            [4.0, 3.0, 2.0],  # ratios 0.75, 0.667: both satisfied at α = 0.2
+            [4.0, 3.5, 1.0],  # ratios 0.875 (not ≤ 0.8), 0.286
+            [2.0, 2.0, 2.0],  # ratios 1, 1
+            [float("nan"), 1.0, 1.0],  # no token: left out
+        ]
+    )
+    stats = constraint_statistics(losses, alpha=0.2)
+    assert stats["pair_satisfaction"] == pytest.approx(3 / 6)
+    assert stats["example_satisfaction"] == pytest.approx(1 / 3)
+    ratios = [0.75, 2 / 3, 0.875, 1 / 3.5, 1.0, 1.0]
+    assert stats["descent_ratio_mean"] == pytest.approx(sum(ratios) / 6)
+    assert stats["layer_satisfaction"] == pytest.approx([1 / 3, 2 / 3])
+
+
+def _record(model, gamma, seed, acc):
+    return {
+        "model": model, "gamma": gamma, "seed": seed, "loss": 1.0 + gamma, "token_accuracy": acc,
+        "pair_satisfaction": 0.5, "example_satisfaction": 0.25, "descent_ratio_mean": 0.9,
+        "layer_losses": [3.0, 2.0, 1.0 + gamma], "num_tokens": 10,
+    }  # fmt: skip
+
+
+def test_aggregates_and_comparison_table_by_hand(tmp_path):
+    records = [_record("cut", 0.0, 0, 0.6), _record("cut", 0.0, 1, 0.8), _record("ERM", 0.0, 0, 0.5)]
+    records += [_record("ERM", 0.0, 1, 0.5), _record("cut", 1.0, 0, 0.4), _record("ERM", 1.0, 0, 0.3)]
+    result = SweepResult(records=records, aggregates=aggregate_records(records), config={"alpha": 0.1})
+    cut0 = next(a for a in result.aggregates if a["model"] == "cut" and a["gamma"] == 0.0)
+    assert cut0["token_accuracy_mean"] == pytest.approx(0.7)
+    assert cut0["token_accuracy_std"] == pytest.approx((2 * 0.1**2) ** 0.5)  # sample std of (0.6, 0.8)
+    table = comparison_table(result)  # baseline: the model named ERM
+    assert "| 0 | cut | 0.7000 ± 0.1414 | +0.2000 |" in table
+    assert "| 1 | cut | 0.4000 ± 0.0000 | +0.1000 |" in table
+    paths = write_sweep(result, str(tmp_path))
+    data = json.loads((tmp_path / "ood_sweep.json").read_text())
+    assert set(data) == {"config", "records", "aggregates"}
+    assert {"model", "gamma", "seed", "loss", "token_accuracy", "layer_losses"} <= set(data["records"][0])
+    assert load_sweep(str(tmp_path)).records == records
+    csv_lines = (tmp_path / "ood_sweep.csv").read_text().splitlines()
+    assert csv_lines[0].split(",")[:4] == ["model", "path", "gamma", "seed"] and len(csv_lines) == 7
+    assert csv_lines[1].split(",")[-3:] == ["3.0", "2.0", "1.0"]
+    for key in ("metric_plot", "layer_plot"):
+        with open(paths[key], "rb") as f:
+            assert f.read(8) == PNG_MAGIC
+
+
+def test_bad_sweep_arguments(saved_models):
+    with pytest.raises(ValueError, match="gammas"):
+        ood_sweep(saved_models[0][:1], gammas=[-1.0], progress=False)
+    with pytest.raises(ValueError, match="labels"):
+        ood_sweep(saved_models[0], gammas=[0.0], labels=["only-one"], progress=False)
