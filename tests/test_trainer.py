@@ -208,3 +208,13 @@ def test_evaluate_logs_layer_losses_and_supports_compute_metrics(tmp_path, token
     assert "eval_dual/3" in metrics and "eval_constraint_satisfaction" in metrics
     trainer.compute_metrics = compute_metrics
     assert trainer.evaluate()["eval_n"] == len(dataset) and seen["shape"][-1] == len(tokenizer)
+
+
+def test_gradient_checkpointing_trains_identically(tmp_path, tokenizer, dataset):
+    # TRL turns gradient checkpointing on by default: the hidden states of every layer must still reach the readout
+    plain = tiny_trainer(tmp_path / "a", tokenizer, dataset, max_steps=3, gradient_checkpointing=False)
+    plain.train()
+    checkpointed = tiny_trainer(tmp_path / "b", tokenizer, dataset, max_steps=3, gradient_checkpointing=True)
+    checkpointed.train()
+    assert torch.allclose(plain.dual_variables, checkpointed.dual_variables, atol=1e-6)
+    assert torch.allclose(_params(plain), _params(checkpointed), atol=1e-6)

@@ -1,0 +1,41 @@
+"""Train the tiny test model for a few steps and save its dual variables and weights (run under torchrun or alone).
+
+    torchrun --nproc_per_node 2 tests/distributed/train_tiny.py OUT_DIR PER_DEVICE_BATCH
+"""
+
+import os
+import sys
+
+import torch
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
+
+from datasets import Dataset  # noqa: E402
+from tokenizers import Tokenizer, models, pre_tokenizers, trainers  # noqa: E402
+from transformers import PreTrainedTokenizerFast  # noqa: E402
+
+from tests.conftest import WORDS, make_rows, tiny_causal_lm, train_args  # noqa: E402
+
+
+def main(out_dir: str, per_device_batch: int) -> None:
+    from pathlib import Path
+
+    from hf_cut import ConstrainedSFTTrainer
+
+    tok = Tokenizer(models.WordLevel(unk_token="<unk>"))
+    tok.pre_tokenizer = pre_tokenizers.Whitespace()
+    tok.train_from_iterator([" ".join(WORDS)], trainers.WordLevelTrainer(special_tokens=["<unk>", "<pad>", "<eos>"]))
+    tokenizer = PreTrainedTokenizerFast(tokenizer_object=tok, unk_token="<unk>", pad_token="<pad>", eos_token="<eos>")
+    model = tiny_causal_lm(vocab_size=len(tokenizer), pad_token_id=tokenizer.pad_token_id)
+    args = train_args(Path(out_dir), per_device_train_batch_size=per_device_batch, max_steps=4, dual_lr=0.5)
+    trainer = ConstrainedSFTTrainer(
+        model=model, args=args, train_dataset=Dataset.from_list(make_rows()), processing_class=tokenizer
+    )
+    trainer.train()
+    rank = trainer.accelerator.process_index
+    weights = torch.cat([p.detach().flatten() for p in trainer.model.parameters()])
+    torch.save({"duals": trainer.dual_variables, "weights": weights}, os.path.join(out_dir, f"rank{rank}.pt"))
+
+
+if __name__ == "__main__":
+    main(sys.argv[1], int(sys.argv[2]))

@@ -1,0 +1,39 @@
+"""Two data-parallel CPU processes (gloo, torchrun) against one process over the same global batch."""
+
+import os
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import torch
+
+SCRIPT = Path(__file__).parent / "distributed" / "train_tiny.py"
+
+
+def _run(cmd, tmp_path):
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "CUDA_VISIBLE_DEVICES": "", "OMP_NUM_THREADS": "1"}
+    result = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=300, cwd=tmp_path)
+    assert result.returncode == 0, result.stderr[-4000:]
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_two_ranks_match_one_process(tmp_path):
+    one, two = tmp_path / "one", tmp_path / "two"
+    one.mkdir(), two.mkdir()
+    _run([sys.executable, str(SCRIPT), str(one), "4"], tmp_path)
+    torchrun = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", str(_free_port())]
+    _run([*torchrun, str(SCRIPT), str(two), "2"], tmp_path)
+    single = torch.load(one / "rank0.pt", weights_only=True)
+    rank0 = torch.load(two / "rank0.pt", weights_only=True)
+    rank1 = torch.load(two / "rank1.pt", weights_only=True)
+    assert torch.all(single["duals"] > 0)
+    assert torch.equal(rank0["duals"], rank1["duals"])  # every rank holds the same λ
+    assert torch.equal(rank0["weights"], rank1["weights"])
+    assert torch.allclose(rank0["duals"], single["duals"], atol=1e-5)
+    assert torch.allclose(rank0["weights"], single["weights"], atol=1e-5)
