@@ -1,0 +1,150 @@
+"""What both constrained trainers share: dual variables, the noise hook, the Lagrangian, logs, checkpoints, the card.
+
+:class:`ConstrainedMixin` goes first in the bases of a trainer (``class T(ConstrainedMixin, SFTTrainer)``). The
+trainer calls :meth:`_setup_constraints` once its model is prepared, and in ``compute_loss`` turns the layer losses
+its readout returned into the training loss with :meth:`_lagrangian_terms` and into logs with
+:meth:`_record_layer_metrics`. The readout is the only part that knows the architecture.
+"""
+
+from __future__ import annotations
+
+import os
+import warnings
+from collections import defaultdict
+
+import torch
+from torch import nn
+from transformers import TrainerCallback
+
+from .duals import DualVariables, descent_ratios, lagrangian_penalty, slack
+from .model_card import PAPER, constraint_section
+from .noise import EmbeddingNoise
+
+__all__ = ["ConstrainedMixin", "DUALS_NAME"]
+
+DUALS_NAME = "dual_variables.pt"
+
+
+class _DualStepCallback(TrainerCallback):
+    """Takes the dual step after every ``dual_update_interval``-th optimizer step (after the primal step)."""
+
+    def __init__(self, trainer: ConstrainedMixin) -> None:
+        self.trainer = trainer
+
+    def on_step_end(self, args, state, control, **kwargs):
+        if args.constrained and state.global_step % args.dual_update_interval == 0:
+            self.trainer.duals.step(device=self.trainer.accelerator.device)
+        return control
+
+
+class ConstrainedMixin:
+    """Primal–dual machinery of P-CUT (arXiv 2601.17257) on top of a ``transformers.Trainer`` subclass.
+
+    Attributes:
+        duals: the :class:`~hf_cut.duals.DualVariables` (λ and the slack accumulated for the next dual step).
+        noise: the :class:`~hf_cut.noise.EmbeddingNoise` hook on the input embeddings (γ = ``args.noise_gamma``).
+        num_layers: L, the number of constraints.
+    """
+
+    _paper = PAPER
+    # transformers' Trainer does not average per-step metrics by itself (TRL's trainers do)
+    _average_metrics_in_log = False
+
+    def _setup_constraints(self, base_model: nn.Module, num_layers: int) -> None:
+        args = self.args
+        self.num_layers = num_layers
+        self.duals = DualVariables(num_layers, args.descent_alpha, args.dual_lr, args.dual_init, args.resilience_coef)
+        self.noise = EmbeddingNoise(args.noise_gamma, args.noise_mean).attach(base_model)
+        self.add_callback(_DualStepCallback(self))
+        self._final_layer_losses: dict[str, dict[int, float]] = {"train": {}, "eval": {}}
+        if not hasattr(self, "_metrics"):
+            self._metrics = {"train": defaultdict(list), "eval": defaultdict(list)}
+
+    @property
+    def dual_variables(self) -> torch.Tensor:
+        """λ_1 … λ_L, one float per constraint (a copy)."""
+        return self.duals.multipliers.float().clone()
+
+    def _grad_layers(self) -> list[bool]:
+        """For ``l = 0 … L−1``: does ``ℓ_l`` carry weight in the training loss (so needs a gradient)?"""
+        args, L = self.args, self.num_layers
+        if not self.model.training:
+            return [False] * L
+        if args.constrained:
+            # ∂𝓛/∂ℓ_l = λ_l − (1 − α) λ_{l+1} (the second term only without the stop-gradient); zero needs no backward
+            lam = self.duals.multipliers.tolist() + [0.0]
+            grad = [l >= 1 and lam[l - 1] > 0 for l in range(L)]
+            if not args.detach_previous_loss:
+                grad = [g or lam[l] > 0 for l, g in enumerate(grad)]
+            return grad
+        return [args.deep_supervision_weight > 0 and l >= 1 for l in range(L)]
+
+    def _lagrangian_terms(self, layer_losses: torch.Tensor, weight: torch.Tensor | float, count) -> torch.Tensor:
+        """The part of the training loss beyond ``ℓ_L``, scaled by ``weight`` (the batch's share of the normaliser of
+        ``ℓ_L``), and, when constrained, the layer losses accumulated (``count`` items) for the next dual step."""
+        args = self.args
+        if args.constrained:
+            self.duals.accumulate(layer_losses, count)
+            penalty = lagrangian_penalty(layer_losses, self.duals.multipliers, args.descent_alpha, args.detach_previous_loss)
+            return weight * penalty
+        if args.deep_supervision_weight > 0 and self.num_layers > 1:
+            return weight * args.deep_supervision_weight * layer_losses[1:-1].mean()
+        return layer_losses.new_zeros(())
+
+    def _record_layer_metrics(self, mode: str, layer_losses: torch.Tensor, logged: torch.Tensor | None = None) -> None:
+        """Log ``layer_loss/{l}``, ``slack/{l}``, ``constraint_satisfaction`` and ``descent_ratio_mean`` (means over
+        ranks). ``logged`` replaces the layer losses in ``layer_loss/{l}`` (e.g. the last layer on every token)."""
+        gather = self.accelerator.gather_for_metrics
+        sampled = gather(layer_losses.detach()[None]).mean(0)
+        shown = sampled if logged is None else gather(logged.detach()[None]).mean(0)
+        slacks = slack(sampled, self.args.descent_alpha)
+        metrics = self._metrics[mode]
+        for layer, value in enumerate(shown.tolist()):
+            metrics[f"layer_loss/{layer}"].append(value)
+        for layer, value in enumerate(slacks.tolist(), start=1):
+            metrics[f"slack/{layer}"].append(value)
+        metrics["constraint_satisfaction"].append((slacks <= 0).float().mean().item())
+        metrics["descent_ratio_mean"].append(descent_ratios(sampled).mean().item())
+
+    def log(self, logs: dict[str, float], start_time: float | None = None) -> None:
+        mode = "train" if self.model.training else "eval"
+        for layer, value in enumerate(self.duals.multipliers.tolist(), start=1):
+            self._metrics[mode][f"dual/{layer}"] = [value]
+        for key, values in self._metrics[mode].items():
+            if key.startswith("layer_loss/") and values:
+                self._final_layer_losses[mode][int(key.split("/")[1])] = sum(values) / len(values)
+        if self._average_metrics_in_log:
+            metrics = {key: sum(val) / len(val) for key, val in self._metrics[mode].items() if val}
+            prefix = "eval_" if mode == "eval" else ""
+            logs.update({f"{prefix}{key}": value for key, value in metrics.items()})
+            self._metrics[mode].clear()
+        super().log(logs, start_time)
+
+    def _save_optimizer_and_scheduler(self, output_dir: str) -> None:
+        super()._save_optimizer_and_scheduler(output_dir)
+        if self.args.should_save:
+            torch.save(self.duals.state_dict(), os.path.join(output_dir, DUALS_NAME))
+
+    def _load_optimizer_and_scheduler(self, checkpoint: str | None) -> None:
+        super()._load_optimizer_and_scheduler(checkpoint)
+        if checkpoint is None:
+            return
+        path = os.path.join(checkpoint, DUALS_NAME)
+        if os.path.isfile(path):
+            self.duals.load_state_dict(torch.load(path, weights_only=True))
+        elif self.args.constrained:
+            warnings.warn(f"{path} not found: the dual variables restart from `dual_init`.", stacklevel=2)
+
+    def create_model_card(self, *args, **kwargs) -> None:
+        """The base trainer's model card, plus a section with α, the final dual variables and the layer losses."""
+        if not self.is_world_process_zero():
+            return
+        super().create_model_card(*args, **kwargs)
+        path = os.path.join(self.args.output_dir, "README.md")
+        if not os.path.isfile(path):
+            return
+        section = constraint_section(
+            self.args, self.duals.multipliers.tolist(), self._final_layer_losses["train"], self._final_layer_losses["eval"]
+        )
+        with open(path, "a", encoding="utf-8") as f:
+            f.write("\n" + section)
