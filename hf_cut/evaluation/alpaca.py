@@ -1,0 +1,404 @@
+"""AlpacaEval under input-embedding noise: generate at each γ, judge pairwise against a reference, plot win rate vs γ.
+
+The paper compares the constrained model against the unconstrained one on AlpacaEval's 805 instructions (50% at γ = 0,
+69.83% at γ = 1.5). Judging goes through alpaca-eval itself (``alpaca_eval.evaluate`` with ``fn_metric="get_winrate"``):
+its default annotator needs an API key; ``annotators_config="local"`` plugs in hf-cut's deterministic offline judge
+(:mod:`hf_cut.evaluation.local_annotator`), which exercises the path but does not measure quality.
+
+Offline notes: the 805 instructions and AlpacaEval's reference outputs are JSON files of the Hub dataset
+``tatsu-lab/alpaca_eval``, read directly with ``hf_hub_download`` (its loading script no longer runs with
+datasets >= 4, tatsu-lab/alpaca_eval#454); without the Hub the instructions fall back to hf-cut's built-in held-out
+prompts. The length-controlled win rate downloads from the Hub and is not computed here.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import os
+import warnings
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from ..data import INPUT_HEADER, INSTRUCTION_HEADER, RESPONSE_HEADER, SECTION_SEP, builtin_instruction_dataset
+from .generation import generate_completions
+from .local_annotator import LOCAL_ANNOTATOR_DIR, make_local_judge
+
+__all__ = [
+    "ALPACA_EVAL_REPO",
+    "BUILTIN_DATASET",
+    "alpaca_eval_sweep",
+    "judge_pairwise",
+    "load_alpaca_eval_instructions",
+    "load_alpaca_eval_reference_outputs",
+    "plot_win_rates",
+    "read_outputs",
+    "write_model_outputs",
+]
+
+logger = logging.getLogger(__name__)
+
+ALPACA_EVAL_REPO = "tatsu-lab/alpaca_eval"
+ALPACA_EVAL_FILE = "alpaca_eval.json"  # the 805 instructions (with AlpacaEval 1's text-davinci-003 outputs)
+ALPACA_EVAL_2_REFERENCE_FILE = "alpaca_eval_gpt4_baseline.json"  # AlpacaEval 2's reference outputs (GPT-4 Turbo)
+BUILTIN_DATASET = "hf-cut-builtin"
+OUTPUT_KEYS = ("instruction", "output", "generator", "dataset")
+RESULT_KEYS = ("win_rate", "standard_error", "n_wins", "n_wins_base", "n_draws", "n_total", "discrete_win_rate")
+
+
+# --- Instructions and outputs ---
+
+
+def read_outputs(path: str | os.PathLike) -> list[dict]:
+    """Rows of a ``.json`` (a list of objects) or ``.jsonl`` file, e.g. AlpacaEval outputs."""
+    path = Path(path)
+    with open(path, encoding="utf-8") as f:
+        if path.suffix == ".jsonl":
+            return [json.loads(line) for line in f if line.strip()]
+        rows = json.load(f)
+    if not isinstance(rows, list):
+        raise ValueError(f"{path}: expected a JSON list of objects, got {type(rows).__name__}")
+    return rows
+
+
+def _hub_json(filename: str) -> list[dict]:
+    """One JSON file of the Hub dataset ``tatsu-lab/alpaca_eval``, read directly (no loading script)."""
+    from huggingface_hub import hf_hub_download
+
+    return read_outputs(hf_hub_download(repo_id=ALPACA_EVAL_REPO, filename=filename, repo_type="dataset"))
+
+
+def _builtin_instructions() -> list[dict]:
+    """The built-in held-out prompts as AlpacaEval rows; the input, if any, follows the instruction after a blank line."""
+    rows, seen = [], set()
+    for row in builtin_instruction_dataset()["test"]:
+        body = row["prompt"].removeprefix(INSTRUCTION_HEADER).removesuffix(SECTION_SEP + RESPONSE_HEADER)
+        instruction, _, input_text = body.partition(SECTION_SEP + INPUT_HEADER)
+        text = f"{instruction}{SECTION_SEP}{input_text}" if input_text else instruction
+        if text not in seen:  # alpaca-eval pairs outputs by instruction: keep them unique
+            seen.add(text)
+            rows.append({"instruction": text, "dataset": BUILTIN_DATASET, "answer": row["completion"]})
+    return rows
+
+
+def load_alpaca_eval_instructions(source: str | None = None, limit: int | None = None) -> list[dict]:
+    """Evaluation instructions as rows with ``instruction`` and ``dataset``, in a fixed order.
+
+    Args:
+        source: ``None``: AlpacaEval's 805 instructions from the Hub (the JSON file itself, not the loading script);
+            if that fails (offline), the built-in held-out prompts, with a warning. ``"builtin"``: those directly
+            (their rows also carry the reference ``answer``). A path to a ``.json``/``.jsonl`` file in AlpacaEval's
+            format (``dataset`` defaults to the file name).
+        limit: keep the first N rows.
+    """
+    if source is None:
+        try:
+            rows = _hub_json(ALPACA_EVAL_FILE)
+        except Exception as err:  # offline, no cache, or no huggingface_hub access
+            logger.warning(
+                "Could not load AlpacaEval's instructions from the Hub (%s: %s); using hf-cut's built-in held-out "
+                "prompts instead (dataset %r).", type(err).__name__, err, BUILTIN_DATASET
+            )
+            rows = _builtin_instructions()
+    elif source == "builtin":
+        rows = _builtin_instructions()
+    elif source.endswith((".json", ".jsonl")):
+        rows = read_outputs(source)
+        default_dataset = Path(source).stem
+        rows = [{**row, "dataset": row.get("dataset") or default_dataset} for row in rows]
+    else:
+        raise ValueError(f"Unknown instruction source {source!r}: use None, 'builtin' or a .json/.jsonl file.")
+    missing = [i for i, row in enumerate(rows) if not isinstance(row.get("instruction"), str)]
+    if missing:
+        raise ValueError(f"rows {missing[:5]} have no 'instruction' string")
+    keep = ("instruction", "dataset", "answer")
+    rows = [{k: row[k] for k in keep if k in row} for row in rows]
+    return rows[:limit] if limit is not None else rows
+
+
+def load_alpaca_eval_reference_outputs(filename: str = ALPACA_EVAL_2_REFERENCE_FILE) -> list[dict]:
+    """AlpacaEval's reference outputs from the Hub (default: AlpacaEval 2's GPT-4 Turbo baseline); needs the Hub."""
+    return _hub_json(filename)
+
+
+def write_model_outputs(
+    rows: Sequence[Mapping[str, Any]], outputs: Sequence[str], generator: str, path: str | os.PathLike
+) -> list[dict]:
+    """Write ``outputs`` in AlpacaEval's format (``instruction``, ``output``, ``generator``, ``dataset``) as JSON."""
+    if len(rows) != len(outputs):
+        raise ValueError(f"{len(rows)} rows but {len(outputs)} outputs")
+    records = [
+        {"instruction": row["instruction"], "output": output, "generator": generator,
+         "dataset": row.get("dataset", BUILTIN_DATASET)}
+        for row, output in zip(rows, outputs)
+    ]
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "w", encoding="utf-8") as f:
+        json.dump(records, f, indent=2, ensure_ascii=False)
+    return records
+
+
+# --- Judging ---
+
+
+def _import_alpaca_eval():
+    """Import alpaca_eval without its side effects on warnings and on the root logger's level."""
+    root_level = logging.getLogger().level
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # pkg_resources deprecation
+            import alpaca_eval
+            import alpaca_eval.main
+    except ImportError as err:
+        raise ImportError(
+            "AlpacaEval judging needs alpaca-eval (`pip install 'alpaca-eval>=0.6.6' 'setuptools<81'`; it imports "
+            f"pkg_resources, which setuptools >= 81 no longer ships): {err}"
+        ) from err
+    finally:
+        logging.getLogger().setLevel(root_level)  # alpaca_eval.annotators sets it to INFO on import
+    return alpaca_eval
+
+
+def _is_local(annotators_config: str | os.PathLike | None) -> bool:
+    if annotators_config is None:
+        return False
+    if str(annotators_config) == "local":
+        return True
+    path = Path(annotators_config)
+    path = path.parent if path.name == "configs.yaml" else path
+    return path.exists() and path.resolve() == LOCAL_ANNOTATOR_DIR
+
+
+def _clean(value: Any) -> Any:
+    """JSON-safe scalars: numpy → Python, NaN → None."""
+    if hasattr(value, "item"):
+        value = value.item()
+    if isinstance(value, float) and math.isnan(value):
+        return None
+    return value
+
+
+def _align(model_outputs: Sequence[Mapping], reference_outputs: Sequence[Mapping]) -> list[dict]:
+    """The reference rows for the model's instructions, in the model's order (each instruction must be there)."""
+    by_instruction = {row["instruction"]: dict(row) for row in reference_outputs}
+    missing = [row["instruction"] for row in model_outputs if row["instruction"] not in by_instruction]
+    if missing:
+        raise ValueError(f"{len(missing)} instructions have no reference output, e.g. {missing[0][:80]!r}")
+    return [by_instruction[row["instruction"]] for row in model_outputs]
+
+
+def judge_pairwise(
+    model_outputs: list[dict],
+    reference_outputs: list[dict],
+    annotators_config: str | None = None,
+    output_path: str | None = None,
+    fn_completions: Callable | None = None,
+    answers: Mapping[str, str] | None = None,
+) -> dict:
+    """Judge ``model_outputs`` against ``reference_outputs`` with alpaca-eval; the win rate of the model, in %.
+
+    Args:
+        model_outputs: AlpacaEval rows (``instruction``, ``output``, ``generator``; ``dataset`` optional).
+        reference_outputs: the same for the reference; must cover every model instruction (extra rows are dropped).
+        annotators_config: ``None`` = alpaca-eval's default annotator (an API judge, needs its key); an alpaca-eval
+            config name or a path to a directory with ``configs.yaml``; ``"local"`` = hf-cut's offline judge.
+        output_path: directory where alpaca-eval writes ``leaderboard.csv`` and ``annotations.json`` (none if None).
+        fn_completions: a Python judge (alpaca-eval decoder) that overrides the config's; with the local config and
+            none given, :func:`~hf_cut.evaluation.local_annotator.make_local_judge` with ``answers`` is used.
+        answers: instruction → reference answer, for the local judge only.
+
+    Returns:
+        ``win_rate`` and ``standard_error`` (in %, draws count half), ``n_wins``, ``n_wins_base``, ``n_draws``,
+        ``n_total``, ``discrete_win_rate``, and ``annotator``.
+    """
+    alpaca_eval = _import_alpaca_eval()
+    model_outputs = [dict(row) for row in model_outputs]
+    reference_outputs = _align(model_outputs, reference_outputs)
+    if annotators_config is None:
+        config = alpaca_eval.constants.DEFAULT_ANNOTATOR_CONFIG
+    elif _is_local(annotators_config):
+        config = str(LOCAL_ANNOTATOR_DIR)
+        fn_completions = fn_completions or make_local_judge(answers)
+    else:
+        config = str(annotators_config)
+    annotator_kwargs = {"fn_completions": fn_completions} if fn_completions is not None else {}
+    name = model_outputs[0].get("generator", "model") if model_outputs else "model"
+    root_level = logging.getLogger().level
+    try:
+        leaderboard, _ = alpaca_eval.evaluate(
+            model_outputs=model_outputs,
+            reference_outputs=reference_outputs,
+            annotators_config=config,
+            name=name,
+            output_path=output_path,
+            precomputed_leaderboard=None,
+            is_return_instead_of_print=True,
+            fn_metric="get_winrate",  # the length-controlled metric downloads from the Hub
+            sort_by="win_rate",
+            is_cache_leaderboard=False,
+            caching_path=None,  # "auto" would write annotations next to the annotator's configs.yaml
+            **annotator_kwargs,
+        )
+    finally:
+        logging.getLogger().setLevel(root_level)
+    row = leaderboard.loc[name].to_dict()
+    result = {key: _clean(row[key]) for key in RESULT_KEYS if key in row}
+    result["annotator"] = "local" if _is_local(config) else config
+    return result
+
+
+# --- Sweep ---
+
+
+def _load_causal_lm(path: str):
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(path)
+    model = AutoModelForCausalLM.from_pretrained(path, dtype="auto")
+    if torch.cuda.is_available():
+        model = model.to("cuda")
+    return model.eval(), tokenizer
+
+
+def _is_outputs_file(reference: str) -> bool:
+    if not reference.endswith((".json", ".jsonl")):
+        return False
+    if not Path(reference).is_file():
+        raise FileNotFoundError(f"reference outputs file {reference!r} not found")
+    return True
+
+
+def plot_win_rates(results: Sequence[Mapping[str, Any]], path: str | os.PathLike, title: str | None = None) -> str:
+    """Plot win rate (%) ± standard error against γ, with the 50% line, as a PNG (Agg canvas, no pyplot state)."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(6.0, 4.0), dpi=120)
+    FigureCanvasAgg(fig)
+    ax = fig.add_subplot()
+    gammas = [r["gamma"] for r in results]
+    rates = [r["win_rate"] for r in results]
+    errors = [r.get("standard_error") or 0.0 for r in results]
+    ax.errorbar(gammas, rates, yerr=errors, marker="o", capsize=3, label="model vs reference")
+    ax.axhline(50.0, color="gray", linestyle="--", linewidth=1, label="parity (50%)")
+    ax.set_xlabel("noise level γ")
+    ax.set_ylabel("win rate (%)")
+    ax.set_ylim(0, 100)
+    ax.grid(True, alpha=0.3)
+    ax.legend()
+    if title:
+        ax.set_title(title)
+    fig.tight_layout()
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(str(path), format="png")
+    return str(path)
+
+
+def alpaca_eval_sweep(
+    model_path: str,
+    reference: str | None,
+    gammas: list[float],
+    output_dir: str,
+    seed: int = 0,
+    limit: int | None = None,
+    annotators_config: str | None = None,
+    batch_size: int = 8,
+    max_new_tokens: int = 256,
+    instructions: str | None = None,
+    noise_mean: float = 0.0,
+) -> dict:
+    """AlpacaEval win rate of ``model_path`` against a reference at each noise level γ.
+
+    For each γ the model's outputs (seed ``seed``) go to ``output_dir/outputs_gamma{γ}.json`` and are judged against
+    the reference; ``output_dir/alpaca_eval.json`` (win rate ± standard error per γ) and ``output_dir/win_rate.png``
+    are written; alpaca-eval's own annotations per γ go to ``output_dir/judge_gamma{γ}/``.
+
+    Args:
+        model_path: saved model directory (or Hub name) with its tokenizer.
+        reference: a ``.json``/``.jsonl`` of outputs in AlpacaEval's format (e.g. the unconstrained model's), the
+            same at every γ; or a model path, generated at the same γ and seed (the paper: constrained vs
+            unconstrained, both perturbed); or ``None``: AlpacaEval 2's reference outputs from the Hub.
+        gammas: noise levels γ.
+        output_dir: where everything is written.
+        seed: noise seed, the same for model and reference.
+        limit: evaluate the first N instructions only.
+        annotators_config: see :func:`judge_pairwise` (``"local"`` = offline judge).
+        batch_size, max_new_tokens: generation settings (see :func:`generate_completions`).
+        instructions: instruction source for :func:`load_alpaca_eval_instructions` (default: AlpacaEval's 805, else
+            the built-in held-out prompts).
+        noise_mean: μ of the noise.
+    """
+    if not gammas:
+        raise ValueError("`gammas` is empty")
+    _import_alpaca_eval()  # fail before generating if the judge cannot run
+    out = Path(output_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    rows = load_alpaca_eval_instructions(instructions, limit)
+    answers = {row["instruction"]: row["answer"] for row in rows if "answer" in row}
+    generator = Path(model_path).name or str(model_path)
+    model, tokenizer = _load_causal_lm(model_path)
+
+    fixed_reference = ref_model = ref_tokenizer = None
+    if reference is None:
+        try:
+            fixed_reference = load_alpaca_eval_reference_outputs()
+        except Exception as err:
+            raise RuntimeError(
+                "AlpacaEval's reference outputs come from the Hub, which is unreachable; pass `reference` (a JSON of "
+                f"outputs or a model path) instead: {type(err).__name__}: {err}"
+            ) from err
+        reference_name = f"{ALPACA_EVAL_REPO}/{ALPACA_EVAL_2_REFERENCE_FILE}"
+    elif _is_outputs_file(reference):
+        fixed_reference = read_outputs(reference)
+        reference_name = str(reference)
+    else:
+        ref_model, ref_tokenizer = _load_causal_lm(reference)
+        reference_name = str(reference)
+    reference_generator = Path(reference).name if ref_model is not None else None
+    if reference_generator == generator:
+        reference_generator = f"{generator} (reference)"
+
+    gen_kwargs = dict(seed=seed, noise_mean=noise_mean, batch_size=batch_size, max_new_tokens=max_new_tokens)
+    results = []
+    for gamma in gammas:
+        tag = f"gamma{gamma:g}"
+        texts = generate_completions(model, tokenizer, [r["instruction"] for r in rows], gamma=gamma, **gen_kwargs)
+        model_outputs = write_model_outputs(rows, texts, generator, out / f"outputs_{tag}.json")
+        if ref_model is not None:
+            ref_texts = generate_completions(
+                ref_model, ref_tokenizer, [r["instruction"] for r in rows], gamma=gamma, **gen_kwargs
+            )
+            reference_outputs = write_model_outputs(
+                rows, ref_texts, reference_generator, out / f"reference_outputs_{tag}.json"
+            )
+        else:
+            reference_outputs = fixed_reference
+        judged = judge_pairwise(
+            model_outputs, reference_outputs, annotators_config, output_path=str(out / f"judge_{tag}"), answers=answers
+        )
+        results.append({"gamma": float(gamma), **judged})
+        logger.info("γ = %g: win rate %.2f%% ± %s", gamma, judged["win_rate"], judged.get("standard_error"))
+
+    summary = {
+        "model": str(model_path),
+        "reference": reference_name,
+        "annotator": results[0]["annotator"],
+        "metric": "win_rate (alpaca_eval get_winrate, %, draws count half)",
+        "seed": seed,
+        "noise_mean": noise_mean,
+        "num_instructions": len(rows),
+        "datasets": sorted({row["dataset"] for row in rows}),
+        "max_new_tokens": max_new_tokens,
+        "batch_size": batch_size,
+        "results": results,
+    }
+    summary["plot"] = plot_win_rates(
+        results, out / "win_rate.png", title=f"{generator} vs {Path(reference_name).name}: AlpacaEval win rate"
+    )
+    with open(out / "alpaca_eval.json", "w", encoding="utf-8") as f:
+        json.dump(summary, f, indent=2, ensure_ascii=False)
+    return summary
