@@ -3,11 +3,12 @@
 from .config import ConstrainedSFTConfig, ConstrainedTrainingArguments, ConstraintArguments
 from .duals import DualVariables
 from .noise import EmbeddingNoise
-from .trainer import ConstrainedSFTTrainer
+from .trainer import ConstrainedSFTTrainer, ConstrainedTrainer
 
 __all__ = [
     "ConstrainedSFTConfig",
     "ConstrainedSFTTrainer",
+    "ConstrainedTrainer",
     "ConstrainedTrainingArguments",
     "ConstraintArguments",
     "DualVariables",

@@ -14,19 +14,22 @@ from typing import Any
 
 import torch
 from torch import nn
+from transformers import Trainer, TrainingArguments
+from transformers.modeling_outputs import SequenceClassifierOutput
 from trl import SFTConfig, SFTTrainer
 
-from .config import ConstrainedSFTConfig
+from .classifier_readout import ClassifierReadoutRequest, add_classifier_readout
+from .config import ConstrainedSFTConfig, ConstrainedTrainingArguments
 from .constrained import DUALS_NAME, ConstrainedMixin
 from .readout import LayerReadoutRequest, add_layer_readout, num_layers
 
-__all__ = ["ConstrainedSFTTrainer", "DUALS_NAME"]
+__all__ = ["ConstrainedSFTTrainer", "ConstrainedTrainer", "DUALS_NAME"]
 
 
-def _as_constrained_config(args: SFTConfig) -> ConstrainedSFTConfig:
-    """A ``ConstrainedSFTConfig`` with the values of a plain ``SFTConfig`` (constraint options at their defaults)."""
+def _as_constrained_config(args, config_class):
+    """A constrained config with the values of a plain one (constraint options at their defaults)."""
     values = {f.name: getattr(args, f.name) for f in fields(args) if f.init}
-    return ConstrainedSFTConfig(**values)
+    return config_class(**values)
 
 
 class ConstrainedSFTTrainer(ConstrainedMixin, SFTTrainer):
@@ -56,7 +59,7 @@ class ConstrainedSFTTrainer(ConstrainedMixin, SFTTrainer):
             name = model if isinstance(model, str) else model.config._name_or_path
             args = ConstrainedSFTConfig(output_dir=f"{(name or 'model').split('/')[-1]}-CUT")
         elif not isinstance(args, ConstrainedSFTConfig):
-            args = _as_constrained_config(args)
+            args = _as_constrained_config(args, ConstrainedSFTConfig)
         super().__init__(model, args, *trainer_args, **trainer_kwargs)
         if self.aux_loss_enabled:
             raise ValueError(
@@ -124,6 +127,55 @@ class ConstrainedSFTTrainer(ConstrainedMixin, SFTTrainer):
                 tokens = gather(torch.tensor(inputs["input_ids"].numel(), device=num_valid.device)).sum().item()
             self._total_train_tokens += tokens // self._tp_size
         metrics["num_tokens"] = [self._total_train_tokens]
+
+
+class ConstrainedTrainer(ConstrainedMixin, Trainer):
+    """``transformers.Trainer`` for sequence classifiers and regressors under the layerwise descent constraints.
+
+    A drop-in replacement for [`~transformers.Trainer`] with an ``AutoModelForSequenceClassification`` model: every
+    layer's hidden state goes through the model's own head (:mod:`hf_cut.classifier_readout`), giving the layer losses
+    ``ℓ_0 … ℓ_L`` of the model's own loss (cross-entropy, or MSE for ``num_labels = 1``); options, logs, checkpoints
+    and ``dual_variables`` are those of :class:`ConstrainedSFTTrainer`.
+
+    Args:
+        model: the classifier (``*ForSequenceClassification``; a PEFT-wrapped one works too).
+        args: a [`ConstrainedTrainingArguments`]; plain ``TrainingArguments`` get the default constraint options.
+        *trainer_args, **trainer_kwargs: everything else ``Trainer`` takes.
+    """
+
+    _tag_names = ["hf-cut"]
+    _average_metrics_in_log = True
+
+    def __init__(self, model: nn.Module, args: TrainingArguments | None = None, *trainer_args, **trainer_kwargs):
+        if args is None:
+            args = ConstrainedTrainingArguments(output_dir="trainer_output")
+        elif not isinstance(args, ConstrainedTrainingArguments):
+            args = _as_constrained_config(args, ConstrainedTrainingArguments)
+        super().__init__(model, args, *trainer_args, **trainer_kwargs)
+        # The loss is a batch mean computed here: let Trainer scale it for gradient accumulation
+        self.model_accepts_loss_kwargs = False
+        base = self.model.get_base_model() if hasattr(self.model, "get_base_model") else self.model
+        add_classifier_readout(base)  # ValueError for a head it cannot read out
+        layers = getattr(base.config, "num_hidden_layers", None) or getattr(base.config, "n_layers", None)
+        if not isinstance(layers, int):
+            raise ValueError(f"Cannot find the number of layers of {type(base).__name__} in its config.")
+        self._setup_constraints(base, layers)
+        if hasattr(self.model, "add_model_tags"):
+            self.model.add_model_tags(self._tag_names)
+
+    def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
+        mode = "train" if self.model.training else "eval"
+        if "labels" not in inputs:
+            raise ValueError("ConstrainedTrainer needs `labels` in every batch: the layer losses are supervised.")
+        request = ClassifierReadoutRequest(grad_layers=self._grad_layers())
+        outputs = model(**inputs, layer_readout=request)
+        loss = outputs.layer_losses[-1]
+        if mode == "train":
+            loss = loss + self._lagrangian_terms(outputs.layer_losses, 1.0, outputs.num_examples)
+        self._record_layer_metrics(mode, outputs.layer_losses)
+        if return_outputs:  # only the logits go to `compute_metrics`
+            return loss, SequenceClassifierOutput(loss=loss, logits=outputs.logits)
+        return loss
 
 
 def _check_trainable_tokens(dataset, args: SFTConfig, max_rows: int = 2000) -> None:
