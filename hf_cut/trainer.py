@@ -155,7 +155,9 @@ class ConstrainedTrainer(ConstrainedMixin, Trainer):
         # The loss is a batch mean computed here: let Trainer scale it for gradient accumulation
         self.model_accepts_loss_kwargs = False
         base = self.model.get_base_model() if hasattr(self.model, "get_base_model") else self.model
-        add_classifier_readout(base)  # ValueError for a head it cannot read out
+        # Models of hf_cut.models compute their layer losses natively; HF classifiers get the readout patched in
+        if not getattr(base, "supports_layer_readout", False):
+            add_classifier_readout(base)  # ValueError for a head it cannot read out
         layers = getattr(base.config, "num_hidden_layers", None) or getattr(base.config, "n_layers", None)
         if not isinstance(layers, int):
             raise ValueError(f"Cannot find the number of layers of {type(base).__name__} in its config.")
