@@ -1,0 +1,349 @@
+"""Step time and peak memory of ``hf_cut.ConstrainedSFTTrainer`` against plain ``trl.SFTTrainer``.
+
+The same randomly initialised Llama is trained on the same synthetic batches by every variant; the variants run
+interleaved (the order rotates from one repeat to the next), each in a fresh process of its own, ``--repeats`` times.
+A run skips ``--warmup`` steps and times ``--steps`` optimizer steps (median). The time ratio of a variant is the
+median over the repeats of its run's median step time over plain SFT's in the same repeat (paired, so slow drifts of
+a shared machine cancel); the memory ratio is that of the peak memory (CPU: peak RSS of the run's process; GPU:
+``torch.cuda.max_memory_allocated``).
+
+    python bench/benchmark.py --shapes cpu gpu --repeats 5 --steps 8 --warmup 2   # docs/performance.{json,md}
+    python bench/benchmark.py --quick --output /tmp/perf.json                     # smoke test, ~20-60 s
+
+Shapes: ``cpu`` has the cost structure of Llama 3.1 8B (see ``flop_model``: the readout costs ~9 decoder layers and
+the model has 4, so reading out every layer adds about what 31 readouts add to the 32-layer 8B); ``gpu`` has the 8B's
+widths with 4 layers in bf16 and runs only where CUDA is available.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import os
+import shlex
+import statistics
+import sys
+from pathlib import Path
+from typing import Any
+
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parent
+sys.path.insert(0, str(HERE))
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+from perf_report import MARK_END, MARK_START, machine_info, markdown_report, write_markdown  # noqa: E402, F401
+
+BASELINE = "sft"
+
+SHAPES: dict[str, dict[str, Any]] = {
+    # Llama 3.1 8B proportions scaled down: FFN 3.5 × width, 4:1 grouped-query attention, untied head
+    "cpu": dict(hidden=256, intermediate=896, layers=4, heads=4, kv_heads=1, vocab=32000, seq=256, batch=4,
+                prompt_len=(16, 32), dtype="float32", device="cpu"),
+    "gpu": dict(hidden=4096, intermediate=14336, layers=4, heads=32, kv_heads=8, vocab=128256, seq=1024, batch=4,
+                prompt_len=(32, 128), dtype="bfloat16", device="cuda"),
+}  # fmt: skip
+QUICK_SHAPES: dict[str, dict[str, Any]] = {
+    "cpu": dict(hidden=32, intermediate=64, layers=2, heads=4, kv_heads=2, vocab=512, seq=32, batch=2,
+                prompt_len=(2, 4), dtype="float32", device="cpu"),
+    "gpu": dict(hidden=64, intermediate=128, layers=2, heads=4, kv_heads=2, vocab=1024, seq=64, batch=2,
+                prompt_len=(2, 8), dtype="bfloat16", device="cuda"),
+}  # fmt: skip
+
+
+def _constrained(fraction: float, dual_init: float = 1.0, **extra) -> dict[str, Any]:
+    return {"constrained": True, "layer_loss_token_fraction": fraction, "dual_init": dual_init, **extra}
+
+
+# name -> (trainer, constraint options, description). The constrained variants start with every λ = 1 so that every
+# intermediate layer is trained through the readout from the first step (λ = 0 would make the readout grad-free).
+VARIANTS: dict[str, tuple[str, dict[str, Any], str]] = {
+    "sft": ("sft", {}, "plain `trl.SFTTrainer`"),
+    "erm": ("cut", {"constrained": False}, "`constrained=False`: layer losses measured without grad"),
+    "constrained_f1": ("cut", _constrained(1.0), "λ₀ = 1, every completion token"),
+    "constrained_f0.5": ("cut", _constrained(0.5), "λ₀ = 1, `layer_loss_token_fraction=0.5`"),
+    "constrained_f0.25": ("cut", _constrained(0.25), "λ₀ = 1, `layer_loss_token_fraction=0.25`"),
+    "constrained_f0.125": ("cut", _constrained(0.125), "λ₀ = 1, `layer_loss_token_fraction=0.125`"),
+    # λ held at 0 (no dual step during the run): the cost at the start of training, before any constraint is active
+    "constrained_f1_dual0": ("cut", _constrained(1.0, 0.0, dual_update_interval=10**9), "λ = 0 held (run start)"),
+}  # fmt: skip
+DEFAULT_VARIANTS = list(VARIANTS)
+
+
+# ---------------------------------------------------------------------------------------------------- statistics
+
+
+def median(values: list[float]) -> float:
+    if not values:
+        raise ValueError("median of no values")
+    return float(statistics.median(values))
+
+
+def paired_ratios(per_repeat: list[dict[str, float]], baseline: str = BASELINE) -> dict[str, list[float]]:
+    """``per_repeat[r][variant]`` -> ``{variant: [value / baseline value of the same repeat, …]}`` (repeats where
+    either failed are skipped). The baseline's own ratios are exactly 1.0."""
+    out: dict[str, list[float]] = {}
+    for values in per_repeat:
+        base = values.get(baseline)
+        for name, value in values.items():
+            if base is not None and value is not None and base > 0:
+                out.setdefault(name, []).append(1.0 if name == baseline else value / base)
+    return out
+
+
+def summarize(runs: list[dict[str, Any]], variants: list[str], baseline: str = BASELINE) -> dict[str, dict[str, Any]]:
+    """Per variant: median step time, peak memory and their paired ratios to ``baseline`` over the repeats."""
+    repeats = sorted({r["repeat"] for r in runs})
+    ok = [r for r in runs if r["result"].get("ok")]
+
+    def table(key) -> list[dict[str, float]]:
+        rows = []
+        for rep in repeats:
+            rows.append({r["variant"]: key(r["result"]) for r in ok if r["repeat"] == rep})
+        return rows
+
+    time_rows = table(lambda res: res["median_step_s"])
+    mem_rows = table(lambda res: res["peak_mem_mib"])
+    train_mem_rows = table(lambda res: res["peak_mem_mib"] - res["mem_before_train_mib"])
+    time_ratios, mem_ratios = paired_ratios(time_rows, baseline), paired_ratios(mem_rows, baseline)
+    train_mem_ratios = paired_ratios(train_mem_rows, baseline)
+    summary = {}
+    for name in variants:
+        mine = [r["result"] for r in ok if r["variant"] == name]
+        failed = [r["result"].get("error") for r in runs if r["variant"] == name and not r["result"].get("ok")]
+        if not mine:
+            summary[name] = {"ok": False, "errors": failed}
+            continue
+        grads = [g for res in mine for g in res["grad_layers_per_step"]]
+        entry = {
+            "ok": True,
+            "runs": len(mine),
+            "errors": failed,
+            "median_step_s": median([res["median_step_s"] for res in mine]),
+            "peak_mem_mib": median([res["peak_mem_mib"] for res in mine]),
+            "mem_before_train_mib": median([res["mem_before_train_mib"] for res in mine]),
+            "grad_layers_min": min(grads) if grads else None,
+            "grad_layers_max": max(grads) if grads else None,
+            "final_duals_min": min((min(res["final_duals"]) for res in mine if res["final_duals"]), default=None),
+        }
+        for key, ratios in (("time", time_ratios), ("mem", mem_ratios), ("train_mem", train_mem_ratios)):
+            values = ratios.get(name, [])
+            entry[f"{key}_ratio"] = median(values) if values else None
+            entry[f"{key}_ratio_min"] = min(values) if values else None
+            entry[f"{key}_ratio_max"] = max(values) if values else None
+        summary[name] = entry
+    return summary
+
+
+def flop_model(shape: dict[str, Any], variant: str, activation_checkpointing: bool) -> float:
+    """Predicted step-time ratio to plain SFT from matmul FLOPs alone (per step, forward + backward).
+
+    Decoder layer: projections + causal attention, ×3 for forward and backward (+1 forward with activation
+    checkpointing). Readout (TRL's chunked log-prob kernel): ×4 per row with grad (forward, recomputed tile, two
+    gradient GEMMs), ×1 per row without. Plain SFT on CPU scores every position, on CUDA only the completion ones.
+    """
+    d, ff, seq, vocab, L = shape["hidden"], shape["intermediate"], shape["seq"], shape["vocab"], shape["layers"]
+    dkv = d * shape["kv_heads"] // shape["heads"]
+    layer = 2 * (2 * d * d + 2 * d * dkv + 3 * d * ff) + 2 * 2 * (seq + 1) / 2 * d
+    readout = 2 * d * vocab
+    positions = seq - 1
+    completion = positions - (sum(shape["prompt_len"]) / 2 - 1)  # next-token targets inside the completion
+    body = layer * L * seq * (4 if activation_checkpointing else 3)
+    sft_rows = positions if shape["device"] == "cpu" else completion
+    base = body + 4 * readout * sft_rows
+    if variant == BASELINE:
+        return 1.0
+    options = VARIANTS[variant][1]
+    fraction = options.get("layer_loss_token_fraction", 1.0)
+    sampled = completion * fraction
+    if not options.get("constrained", True):
+        extra = 1 * readout * sampled * L  # ℓ_0 … ℓ_{L−1} without grad
+    elif options.get("dual_init", 0.0) > 0:
+        extra = 4 * readout * sampled * (L - 1) + 1 * readout * sampled  # ℓ_1 … ℓ_{L−1} with grad, ℓ_0 without
+    else:
+        extra = 1 * readout * sampled * L
+    return (body + 4 * readout * completion + extra) / base
+
+
+# -------------------------------------------------------------------------------------------------------- running
+
+
+def run_all(shapes: dict[str, dict], variants: list[str], args) -> dict[str, Any]:
+    import multiprocessing as mp
+
+    results: dict[str, Any] = {}
+    for shape_name, shape in shapes.items():
+        method = args.start_method
+        if method == "auto":  # CUDA must not meet a process forked after the driver was initialised
+            method = "spawn" if shape["device"] == "cuda" else "forkserver"
+        ctx = mp.get_context(method)
+        if method == "forkserver":
+            # the server imports the stack once; every run is a fresh fork of that clean, idle process
+            ctx.set_forkserver_preload(["torch", "transformers", "datasets", "trl", "hf_cut", "run_one"])
+        runs = []
+        for rep in range(args.repeats):
+            k = rep % len(variants)
+            order = variants[k:] + variants[:k]  # rotate, so no variant always runs first or after the same one
+            for name in order:
+                trainer, options, _ = VARIANTS[name]
+                spec = dict(
+                    shape=shape,
+                    variant={"name": name, "trainer": trainer, "options": options},
+                    steps=args.steps,
+                    warmup=args.warmup,
+                    seed=args.seed,
+                    threads=args.threads,
+                    activation_checkpointing=args.activation_checkpointing,
+                )
+                result = _run_in_fresh_process(ctx, spec)
+                runs.append({"repeat": rep, "variant": name, "result": result})
+                if result.get("ok"):
+                    msg = f"median step {result['median_step_s']:.3f} s, peak {result['peak_mem_mib']:.0f} MiB"
+                else:
+                    msg = f"FAILED: {result.get('error')}"
+                print(f"[{shape_name} repeat {rep + 1}/{args.repeats}] {name:22s} {msg}", flush=True)
+        summary = summarize(runs, variants)
+        for name in variants:
+            if summary[name].get("ok"):
+                summary[name]["flop_model_ratio"] = flop_model(shape, name, args.activation_checkpointing)
+        results[shape_name] = {"shape": shape, "start_method": method, "summary": summary, "runs": runs}
+    return results
+
+
+def _run_in_fresh_process(ctx, spec: dict[str, Any]) -> dict[str, Any]:
+    import run_one
+
+    receive, send = ctx.Pipe(duplex=False)
+    proc = ctx.Process(target=run_one.child_main, args=(spec, send))
+    proc.start()
+    send.close()
+    try:
+        result = receive.recv()
+    except EOFError:
+        result = None
+    proc.join()
+    if result is None:
+        return {"ok": False, "error": f"process exited with code {proc.exitcode} (killed, out of memory?)"}
+    return result
+
+
+# ----------------------------------------------------------------------------------------------------------- main
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawTextHelpFormatter)
+    p.add_argument(
+        "--shapes",
+        nargs="+",
+        default=["cpu", "gpu"],
+        choices=sorted(SHAPES),
+        help="shapes to run; `gpu` is skipped without CUDA (default: cpu gpu)",
+    )
+    p.add_argument(
+        "--variants",
+        nargs="+",
+        default=DEFAULT_VARIANTS,
+        choices=list(VARIANTS),
+        help="variants (sft, the baseline, is always added)",
+    )
+    p.add_argument("--repeats", type=int, default=None, help="interleaved repeats (default 5; --quick: 1)")
+    p.add_argument("--steps", type=int, default=None, help="timed optimizer steps per run (default 8; --quick: 2)")
+    p.add_argument("--warmup", type=int, default=None, help="untimed steps first (default 2; --quick: 1)")
+    p.add_argument("--quick", action="store_true", help="tiny shapes and few steps: a smoke test, not a measurement")
+    p.add_argument(
+        "--output",
+        type=Path,
+        default=None,
+        help="JSON report (default docs/performance.json; --quick: none unless given)",
+    )
+    p.add_argument(
+        "--markdown",
+        type=Path,
+        default=None,
+        help="markdown file whose benchmark block is rewritten (default docs/performance.md; --quick: none)",
+    )
+    p.add_argument("--no-markdown", action="store_true", help="do not write the markdown table")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument(
+        "--threads",
+        type=int,
+        default=None,
+        help="torch threads per run (default: torch's own; --quick: 1, as spinning OpenMP threads make "
+        "tiny steps 100x slower on a busy machine)",
+    )
+    p.add_argument(
+        "--no-activation-checkpointing",
+        dest="activation_checkpointing",
+        action="store_false",
+        help="turn off activation checkpointing (on by default, as in TRL's SFTConfig)",
+    )
+    p.add_argument(
+        "--start-method",
+        choices=["auto", "forkserver", "spawn"],
+        default="auto",
+        help="how each run's fresh process starts: forked from an idle server that imported the stack "
+        "once (forkserver), or a new interpreter (spawn: re-imports everything, ~10 s a run); "
+        "auto (default): forkserver for CPU shapes, spawn for CUDA shapes",
+    )
+    args = p.parse_args(argv)
+    defaults = (1, 2, 1) if args.quick else (5, 8, 2)
+    for key, default in zip(("repeats", "steps", "warmup"), defaults, strict=True):
+        if getattr(args, key) is None:
+            setattr(args, key, default)
+    if args.quick and args.threads is None:
+        args.threads = 1
+    if args.repeats < 1 or args.steps < 1 or args.warmup < 0:
+        p.error("--repeats and --steps must be >= 1, --warmup >= 0")
+    if not args.quick:
+        args.output = args.output or ROOT / "docs" / "performance.json"
+        args.markdown = args.markdown or ROOT / "docs" / "performance.md"
+    if args.no_markdown:
+        args.markdown = None
+    args.variants = [BASELINE] + [v for v in dict.fromkeys(args.variants) if v != BASELINE]
+    return args
+
+
+def main(argv: list[str] | None = None) -> dict[str, Any]:
+    args = parse_args(argv)
+    import torch
+
+    catalogue = QUICK_SHAPES if args.quick else SHAPES
+    shapes, skipped = {}, {}
+    for name in args.shapes:
+        if catalogue[name]["device"] == "cuda" and not torch.cuda.is_available():
+            skipped[name] = "CUDA is not available"
+            print(f"skipping shape {name!r}: CUDA is not available", flush=True)
+        else:
+            shapes[name] = catalogue[name]
+    command = "python bench/benchmark.py " + shlex.join(sys.argv[1:] if argv is None else argv)
+    report = {
+        "command": command.strip(),
+        "date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+        "machine": machine_info(),
+        "settings": {k: getattr(args, k) for k in ("repeats", "steps", "warmup", "quick", "seed", "threads",
+                                                   "activation_checkpointing", "start_method", "variants")},
+        "skipped_shapes": skipped,
+    }  # fmt: skip
+    cores, load = report["machine"]["usable_cpus"] or 1, report["machine"]["load_average"]
+    if load and load[0] > 0.5 * cores:
+        print(f"warning: load average {load[0]:.1f} on {cores} cores: other jobs are running, timings will be noisy "
+              "(on a shared machine, --threads 1 avoids the worst of OpenMP's spinning)", flush=True)  # fmt: skip
+    report["shapes"] = run_all(shapes, args.variants, args)
+    report["load_average_end"] = list(os.getloadavg()) if hasattr(os, "getloadavg") else None
+    text = markdown_report(report, {name: VARIANTS[name][2] for name in VARIANTS})
+    print("\n" + text, flush=True)
+    if args.output:
+        args.output.parent.mkdir(parents=True, exist_ok=True)
+        args.output.write_text(json.dumps(report, indent=1, default=str) + "\n", encoding="utf-8")
+        print(f"\nwrote {args.output}", flush=True)
+    else:
+        print("\n" + json.dumps({k: v["summary"] for k, v in report["shapes"].items()}, indent=1), flush=True)
+    if args.markdown:
+        write_markdown(args.markdown, text)
+        print(f"wrote {args.markdown}", flush=True)
+    return report
+
+
+if __name__ == "__main__":
+    main()

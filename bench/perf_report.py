@@ -1,0 +1,121 @@
+"""The report of ``bench/benchmark.py``: the machine it ran on, the markdown tables, the marked block of the docs."""
+
+from __future__ import annotations
+
+import os
+import platform
+from pathlib import Path
+from typing import Any
+
+__all__ = ["MARK_END", "MARK_START", "machine_info", "markdown_report", "write_markdown"]
+
+MARK_START, MARK_END = "<!-- benchmark:start -->", "<!-- benchmark:end -->"
+
+
+def machine_info() -> dict[str, Any]:
+    from importlib.metadata import version
+
+    import torch  # transformers and TRL are not imported here: the runs' processes do, the versions are metadata
+
+    cpu = platform.processor() or platform.machine()
+    try:
+        with open("/proc/cpuinfo") as f:
+            names = [line.split(":", 1)[1].strip() for line in f if line.startswith("model name")]
+        cpu = names[0] if names else cpu
+    except OSError:
+        pass
+    info = {
+        "cpu": cpu,
+        "cpu_count": os.cpu_count(),
+        "usable_cpus": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count(),
+        "platform": platform.platform(),
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "transformers": version("transformers"),
+        "trl": version("trl"),
+        "gpu": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
+        "load_average": list(os.getloadavg()) if hasattr(os, "getloadavg") else None,
+    }
+    return info
+
+
+def _loads(values) -> str:
+    return ", ".join(f"{x:.2f}" for x in values) if values else "–"
+
+
+def _threads(report: dict[str, Any]) -> list[int]:
+    runs = [r["result"] for res in report["shapes"].values() for r in res["runs"] if r["result"].get("ok")]
+    return sorted({r["threads"] for r in runs})
+
+
+def _fmt(value, spec: str, missing: str = "–") -> str:
+    return missing if value is None else format(value, spec)
+
+
+def markdown_report(report: dict[str, Any], descriptions: dict[str, str]) -> str:
+    """The markdown block: command, machine, settings, then one table per shape (``descriptions``: variant -> what it
+    sets)."""
+    m, s = report["machine"], report["settings"]
+    lines = [
+        f"Produced by `{report['command']}` on {report['date']}.",
+        "",
+        f"Machine: {m['cpu']}, {m['usable_cpus']} usable CPU cores ({m['cpu_count']} online), {m['platform']}"
+        + (f", GPU {m['gpu']}" if m["gpu"] else "")
+        + f"; Python {m['python']}, torch {m['torch']}, transformers {m['transformers']}, trl {m['trl']}. "
+        f"Load average (1, 5, 15 min) at the start: {_loads(m['load_average'])}; at the end: "
+        f"{_loads(report.get('load_average_end'))}.",
+        "",
+        f"{s['repeats']} interleaved repeats × {s['steps']} timed steps after {s['warmup']} warm-up steps; activation "
+        f"checkpointing {'on' if s['activation_checkpointing'] else 'off'}; torch threads per run: "
+        f"{', '.join(map(str, _threads(report))) or '–'}; one fresh process per run.",
+    ]
+    for shape_name, res in report["shapes"].items():
+        sh = res["shape"]
+        mem = "peak RSS of the run's process" if sh["device"] == "cpu" else "`torch.cuda.max_memory_allocated`"
+        lines += [
+            "",
+            f"### `{shape_name}`: Llama, hidden {sh['hidden']}, FFN {sh['intermediate']}, {sh['layers']} layers, "
+            f"{sh['heads']}/{sh['kv_heads']} heads, vocab {sh['vocab']}, seq {sh['seq']}, batch {sh['batch']}, "
+            f"prompt {sh['prompt_len'][0]}–{sh['prompt_len'][1]} tokens, {sh['dtype']} on {sh['device']}",
+            "",
+            f"Memory: {mem}. Time ratio: median over repeats of (variant / `sft` in the same repeat), [min–max]. "
+            f"Runs started by {res['start_method']}.",
+            "",
+            "| variant | setting | intermediate layers trained | median step (s) | time ratio [min–max] "
+            "| FLOP model | peak memory (MiB) | memory ratio | training-memory ratio |",
+            "| --- | --- | --- | ---: | ---: | ---: | ---: | ---: | ---: |",
+        ]
+        for name, e in res["summary"].items():
+            desc = descriptions.get(name, "")
+            if not e.get("ok"):
+                lines.append(f"| `{name}` | {desc} | failed: {'; '.join(map(str, e['errors']))[:120]} | | | | | | |")
+                continue
+            if e["grad_layers_min"] is None:
+                grads = "–"
+            elif e["grad_layers_min"] == e["grad_layers_max"]:
+                grads = f"{e['grad_layers_min']} of {sh['layers'] - 1}"
+            else:
+                grads = f"{e['grad_layers_min']}–{e['grad_layers_max']} of {sh['layers'] - 1}"
+            lines.append(
+                f"| `{name}` | {desc} | {grads} | {e['median_step_s']:.3f} "
+                f"| {_fmt(e['time_ratio'], '.2f')} "
+                f"[{_fmt(e['time_ratio_min'], '.2f')}–{_fmt(e['time_ratio_max'], '.2f')}] "
+                f"| {_fmt(e.get('flop_model_ratio'), '.2f')} | {e['peak_mem_mib']:.0f} | {_fmt(e['mem_ratio'], '.3f')} "
+                f"| {_fmt(e['train_mem_ratio'], '.2f')} |"
+            )
+    for name, why in report.get("skipped_shapes", {}).items():
+        lines += ["", f"Shape `{name}` skipped: {why}."]
+    return "\n".join(lines)
+
+
+def write_markdown(path: Path, body: str) -> None:
+    """Replace what lies between the markers of ``path`` (appending the markers if absent)."""
+    text = path.read_text(encoding="utf-8") if path.exists() else "# Performance\n"
+    block = f"{MARK_START}\n{body}\n{MARK_END}"
+    if MARK_START in text and MARK_END in text:
+        head, rest = text.split(MARK_START, 1)
+        text = head + block + rest.split(MARK_END, 1)[1]
+    else:
+        text = text.rstrip("\n") + "\n\n" + block + "\n"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text, encoding="utf-8")

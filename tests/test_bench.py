@@ -1,0 +1,118 @@
+"""The performance benchmark (bench/benchmark.py): its statistics on hand numbers, and a --quick run end to end."""
+
+import importlib.util
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+SCRIPT = ROOT / "bench" / "benchmark.py"
+
+
+@pytest.fixture(scope="module")
+def bench():
+    spec = importlib.util.spec_from_file_location("hf_cut_benchmark", SCRIPT)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_median_and_paired_ratios_on_hand_numbers(bench):
+    assert bench.median([3.0, 1.0, 2.0]) == 2.0
+    assert bench.median([4.0, 1.0, 3.0, 2.0]) == 2.5
+    with pytest.raises(ValueError):
+        bench.median([])
+    per_repeat = [
+        {"sft": 2.0, "erm": 3.0, "constrained_f1": 5.0},
+        {"sft": 4.0, "erm": 5.0, "constrained_f1": 12.0},
+        {"sft": 1.0, "erm": 2.0},  # constrained_f1 failed in this repeat
+    ]
+    ratios = bench.paired_ratios(per_repeat)
+    assert ratios["sft"] == [1.0, 1.0, 1.0]
+    assert ratios["erm"] == [1.5, 1.25, 2.0]
+    assert ratios["constrained_f1"] == [2.5, 3.0]
+    assert bench.median(ratios["erm"]) == 1.5
+
+
+def test_summarize_pairs_each_repeat_with_its_own_baseline(bench):
+    def result(step, peak, before=100.0):
+        return {"ok": True, "median_step_s": step, "peak_mem_mib": peak, "mem_before_train_mib": before,
+                "grad_layers_per_step": [], "final_duals": None}  # fmt: skip
+
+    runs = [
+        {"repeat": 0, "variant": "sft", "result": result(1.0, 200.0)},
+        {"repeat": 0, "variant": "erm", "result": result(2.0, 300.0)},
+        {"repeat": 1, "variant": "erm", "result": result(9.0, 300.0)},  # a slow repeat: the baseline is slow too
+        {"repeat": 1, "variant": "sft", "result": result(3.0, 200.0)},
+        {"repeat": 2, "variant": "sft", "result": result(2.0, 200.0)},
+        {"repeat": 2, "variant": "erm", "result": {"ok": False, "error": "boom"}},
+    ]
+    summary = bench.summarize(runs, ["sft", "erm"])
+    assert summary["sft"]["time_ratio"] == 1.0 and summary["sft"]["mem_ratio"] == 1.0
+    assert summary["sft"]["median_step_s"] == 2.0
+    assert summary["erm"]["time_ratio"] == 2.5  # median of 2/1 and 9/3
+    assert summary["erm"]["time_ratio_min"] == 2.0 and summary["erm"]["time_ratio_max"] == 3.0
+    assert summary["erm"]["mem_ratio"] == 1.5
+    assert summary["erm"]["train_mem_ratio"] == 2.0  # (300 − 100) / (200 − 100)
+    assert summary["erm"]["runs"] == 2 and summary["erm"]["errors"] == ["boom"]
+
+
+def test_flop_model_matches_the_design_arithmetic(bench):
+    """The cpu shape is chosen so that reading out every layer costs what it costs on the 32-layer Llama 3.1 8B."""
+    shape = bench.SHAPES["cpu"]
+    full = bench.flop_model(shape, "constrained_f1", activation_checkpointing=False)
+    eighth = bench.flop_model(shape, "constrained_f0.125", activation_checkpointing=False)
+    assert 2.8 < full < 3.4  # DESIGN §4: +217% for 31 trainable readouts on the 8B
+    assert 1.15 < eighth < 1.35  # DESIGN §4: +27% on 1/8 of the tokens
+    assert bench.flop_model(shape, "sft", activation_checkpointing=True) == 1.0
+
+
+def test_write_markdown_replaces_only_the_marked_block(bench, tmp_path):
+    path = tmp_path / "perf.md"
+    path.write_text(f"# Title\n\nintro\n\n{bench.MARK_START}\nold table\n{bench.MARK_END}\n\nafter\n")
+    bench.write_markdown(path, "new table")
+    text = path.read_text()
+    assert "new table" in text and "old table" not in text
+    assert text.startswith("# Title\n\nintro\n") and text.endswith("\n\nafter\n")
+
+
+def test_quick_benchmark_end_to_end(tmp_path):
+    output, markdown = tmp_path / "perf.json", tmp_path / "perf.md"
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "CUDA_VISIBLE_DEVICES": ""}
+    cmd = [
+        sys.executable,
+        str(SCRIPT),
+        "--quick",
+        "--shapes",
+        "cpu",
+        "--output",
+        str(output),
+        "--markdown",
+        str(markdown),
+    ]
+    result = subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=ROOT, timeout=300)
+    assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-3000:]
+
+    report = json.loads(output.read_text())
+    summary = report["shapes"]["cpu"]["summary"]
+    variants = report["settings"]["variants"]
+    assert set(variants) >= {"sft", "erm", "constrained_f1", "constrained_f0.5", "constrained_f0.25",
+                             "constrained_f0.125"}  # fmt: skip
+    assert set(summary) == set(variants)
+    for name in variants:
+        entry = summary[name]
+        assert entry["ok"], (name, entry)
+        assert entry["median_step_s"] > 0 and entry["peak_mem_mib"] > 0
+        assert entry["time_ratio"] > 0 and entry["mem_ratio"] > 0
+    assert summary["sft"]["time_ratio"] == 1.0 and summary["sft"]["mem_ratio"] == 1.0
+    # the constrained variants start with λ > 0: every intermediate layer (ℓ_1 … ℓ_{L−1}) trained through the readout
+    layers = report["shapes"]["cpu"]["shape"]["layers"]
+    for name in ("constrained_f1", "constrained_f0.125"):
+        assert summary[name]["grad_layers_min"] == layers - 1
+    assert summary["erm"]["grad_layers_max"] == 0
+    table = markdown.read_text()
+    assert "benchmark.py --quick" in table and "| `constrained_f0.125` |" in table
