@@ -97,7 +97,7 @@ def plot_layer_losses(curves: Mapping[str, Sequence[float]], path: str, title: s
     step = max(1, math.ceil(num_layers / 20))  # at most ~20 tick labels (a 32-layer model gets every other layer)
     ax.set_xticks(range(0, num_layers, step))
     ax.set_xlabel("layer l (0 = embeddings)")
-    ax.set_ylabel("loss ℓ_l")
+    ax.set_ylabel(r"loss $\ell_l$")
     ax.set_yscale("linear")
     ax.grid(True, alpha=0.3)
     ax.legend()
