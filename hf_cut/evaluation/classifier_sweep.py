@@ -15,7 +15,6 @@ import csv
 import json
 import math
 import os
-import statistics
 from collections.abc import Sequence
 
 import torch
@@ -25,7 +24,7 @@ from ..classifier_readout import ClassifierReadoutRequest, add_classifier_readou
 from ..noise import EmbeddingNoise
 from .report import CSV_NAME, JSON_NAME, _by_model
 from .stats import constraint_statistics
-from .sweep import SweepResult
+from .sweep import SweepResult, aggregate_records
 
 __all__ = [
     "CLASSIFIER_METRICS",
@@ -161,23 +160,8 @@ def evaluate_classifier(
 
 
 def aggregate_classifier_records(records: Sequence[dict]) -> list[dict]:
-    """Mean and spread (sample std; 0 for one record) over seeds per (model label, γ), as
-    :func:`hf_cut.evaluation.sweep.aggregate_records`, for the metrics of :data:`CLASSIFIER_METRICS` the records have."""
-    groups: dict[tuple[str, float], list[dict]] = {}
-    for record in records:
-        groups.setdefault((record["model"], record["gamma"]), []).append(record)
-    aggregates = []
-    for (model, gamma), group in groups.items():
-        row = {"model": model, "gamma": gamma, "num_records": len(group)}
-        for name in (m for m in CLASSIFIER_METRICS if all(m in r for r in group)):
-            values = [r[name] for r in group]
-            row[f"{name}_mean"] = statistics.fmean(values)
-            row[f"{name}_std"] = statistics.stdev(values) if len(values) > 1 else 0.0
-        layers = list(zip(*(r["layer_losses"] for r in group)))
-        row["layer_losses_mean"] = [statistics.fmean(v) for v in layers]
-        row["layer_losses_std"] = [statistics.stdev(v) if len(v) > 1 else 0.0 for v in layers]
-        aggregates.append(row)
-    return aggregates
+    """:func:`hf_cut.evaluation.sweep.aggregate_records` over the metrics of :data:`CLASSIFIER_METRICS`."""
+    return aggregate_records(records, CLASSIFIER_METRICS)
 
 
 def _load(path: str):

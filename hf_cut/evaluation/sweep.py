@@ -94,15 +94,16 @@ def evaluate_causal_lm(trainer, gamma: float, seed: int, alpha: float, noise_mea
     }
 
 
-def aggregate_records(records: Sequence[dict]) -> list[dict]:
-    """Mean and spread (sample standard deviation; 0 for a single record) over seeds, per (model label, γ)."""
+def aggregate_records(records: Sequence[dict], metrics: Sequence[str] = SCALAR_METRICS) -> list[dict]:
+    """Mean and spread (sample standard deviation; 0 for a single record) over seeds, per (model label, γ), of the
+    scalar ``metrics`` that every record of the group has, and of the layer losses."""
     groups: dict[tuple[str, float], list[dict]] = {}
     for record in records:
         groups.setdefault((record["model"], record["gamma"]), []).append(record)
     aggregates = []
     for (model, gamma), group in groups.items():
         row = {"model": model, "gamma": gamma, "num_records": len(group)}
-        for name in SCALAR_METRICS:
+        for name in (m for m in metrics if all(m in r for r in group)):
             values = [r[name] for r in group]
             row[f"{name}_mean"] = statistics.fmean(values)
             row[f"{name}_std"] = statistics.stdev(values) if len(values) > 1 else 0.0
