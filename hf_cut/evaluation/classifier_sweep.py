@@ -22,7 +22,7 @@ from tqdm.auto import tqdm
 
 from ..classifier_readout import ClassifierReadoutRequest, add_classifier_readout, per_example_loss, problem_type
 from ..noise import EmbeddingNoise
-from .report import CSV_NAME, JSON_NAME, _by_model
+from .report import CSV_NAME, JSON_NAME, plot_sweep
 from .stats import constraint_statistics
 from .sweep import SweepResult, aggregate_records
 
@@ -279,48 +279,6 @@ def write_classifier_sweep(result: SweepResult, output_dir: str) -> dict[str, st
         writer.writerow(columns + [f"layer_loss_{l}" for l in range(num_layers)])
         for r in result.records:
             writer.writerow([r.get(c, "") for c in columns] + list(r["layer_losses"]))
-    paths.update(_plot(result, output_dir, metric))
+    paths.update(plot_sweep(result, output_dir, metric, metric.upper() if metric == "rmse" else metric))
     return paths
 
-
-def _plot(result: SweepResult, output_dir: str, metric: str) -> dict[str, str]:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    models = _by_model(result.aggregates)
-    fig, axes = plt.subplots(1, 2, figsize=(10, 4))
-    for ax, name, title in zip(axes, (metric, "loss"), (metric.upper() if metric == "rmse" else metric, "loss ℓ_L")):
-        for model, rows in models.items():
-            ax.errorbar(
-                [r["gamma"] for r in rows], [r[f"{name}_mean"] for r in rows], yerr=[r[f"{name}_std"] for r in rows],
-                marker="o", capsize=3, label=model,
-            )  # fmt: skip
-        ax.set_xlabel("noise level γ")
-        ax.set_ylabel(title)
-        ax.grid(alpha=0.3)
-    axes[0].legend()
-    fig.suptitle("Held-out quality as the input perturbation grows (mean ± std over seeds)")
-    fig.tight_layout()
-    paths = {"metric_plot": os.path.join(output_dir, "metric_vs_gamma.png")}
-    fig.savefig(paths["metric_plot"], dpi=120)
-    plt.close(fig)
-
-    gammas = sorted({r["gamma"] for r in result.aggregates})
-    fig, axes = plt.subplots(1, len(gammas), figsize=(3.6 * len(gammas), 3.6), sharey=True, squeeze=False)
-    for ax, gamma in zip(axes[0], gammas):
-        for model, rows in models.items():
-            row = next((r for r in rows if r["gamma"] == gamma), None)
-            if row is not None:
-                ax.plot(range(len(row["layer_losses_mean"])), row["layer_losses_mean"], marker="o", label=model)
-        ax.set_title(f"γ = {gamma:g}")
-        ax.set_xlabel("layer l")
-        ax.grid(alpha=0.3)
-    axes[0][0].set_ylabel("loss ℓ_l")
-    axes[0][0].legend()
-    fig.tight_layout()
-    paths["layer_plot"] = os.path.join(output_dir, "loss_vs_layer.png")
-    fig.savefig(paths["layer_plot"], dpi=120)
-    plt.close(fig)
-    return paths

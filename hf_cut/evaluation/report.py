@@ -48,8 +48,10 @@ def _by_model(aggregates: Sequence[dict]) -> dict[str, list[dict]]:
     return {m: sorted(rows, key=lambda r: r["gamma"]) for m, rows in models.items()}
 
 
-def plot_sweep(result: SweepResult, output_dir: str) -> dict[str, str]:
-    """``metric_vs_gamma.png`` (token accuracy and loss against γ, one line per model, ± spread over seeds) and
+def plot_sweep(
+    result: SweepResult, output_dir: str, metric: str = "token_accuracy", metric_name: str = "token accuracy"
+) -> dict[str, str]:
+    """``metric_vs_gamma.png`` (the task metric and the loss against γ, one line per model, ± spread over seeds) and
     ``loss_vs_layer.png`` (one panel per γ, one line per model)."""
     import matplotlib
 
@@ -59,12 +61,12 @@ def plot_sweep(result: SweepResult, output_dir: str) -> dict[str, str]:
     models = _by_model(result.aggregates)
     paths = {}
     fig, axes = plt.subplots(1, 2, figsize=(10, 4))
-    for ax, metric, name in zip(axes, ("token_accuracy", "loss"), ("token accuracy", "loss ℓ_L")):
+    for ax, key, name in zip(axes, (metric, "loss"), (metric_name, "loss ℓ_L")):
         for model, rows in models.items():
             ax.errorbar(
                 [r["gamma"] for r in rows],
-                [r[f"{metric}_mean"] for r in rows],
-                yerr=[r[f"{metric}_std"] for r in rows],
+                [r[f"{key}_mean"] for r in rows],
+                yerr=[r[f"{key}_std"] for r in rows],
                 marker="o",
                 capsize=3,
                 label=model,
