@@ -20,7 +20,7 @@ def make_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__.strip().splitlines()[0])
     parser.add_argument("sweep", help="ood_sweep.json or the directory holding it")
     parser.add_argument("--baseline", default=None, help="model the differences are taken against")
-    parser.add_argument("--metric", default="token_accuracy", choices=["token_accuracy", "loss"])
+    parser.add_argument("--metric", default="token_accuracy", choices=["token_accuracy", "accuracy", "rmse", "loss"])
     return parser
 
 
