@@ -24,7 +24,7 @@ from ..classifier_readout import ClassifierReadoutRequest, add_classifier_readou
 from ..noise import EmbeddingNoise
 from .report import CSV_NAME, JSON_NAME, plot_sweep
 from .stats import constraint_statistics
-from .sweep import SweepResult, aggregate_records
+from .sweep import SweepResult, aggregate_records, sweep_labels
 
 __all__ = [
     "CLASSIFIER_METRICS",
@@ -218,13 +218,7 @@ def classifier_ood_sweep(
         labels: one name per model (default: the directory names); models sharing a label are pooled.
         limit: score only the first ``limit`` examples.
     """
-    if any(g < 0 for g in gammas):
-        raise ValueError(f"`gammas` must be >= 0, got {list(gammas)}.")
-    if not 0 < alpha < 1:
-        raise ValueError(f"`alpha` must be in (0, 1), got {alpha}.")
-    labels = list(labels) if labels else [os.path.basename(os.path.normpath(m)) for m in models]
-    if len(labels) != len(models):
-        raise ValueError(f"`labels`: {len(labels)} labels for {len(models)} models.")
+    labels = sweep_labels(models, gammas, alpha, labels)
     eval_set, split = _eval_split(dataset, dataset_config, split)
     if limit is not None:
         eval_set = eval_set.select(range(min(limit, len(eval_set))))

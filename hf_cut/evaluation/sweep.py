@@ -114,6 +114,20 @@ def aggregate_records(records: Sequence[dict], metrics: Sequence[str] = SCALAR_M
     return aggregates
 
 
+def sweep_labels(
+    models: Sequence[str], gammas: Sequence[float], alpha: float, labels: Sequence[str] | None
+) -> list[str]:
+    """Check a sweep's arguments before any model is loaded; the labels (default: the directory names)."""
+    if any(g < 0 for g in gammas):
+        raise ValueError(f"`gammas` must be >= 0, got {list(gammas)}.")
+    if not 0 < alpha < 1:
+        raise ValueError(f"`alpha` must be in (0, 1), got {alpha}.")
+    labels = list(labels) if labels else [os.path.basename(os.path.normpath(m)) for m in models]
+    if len(labels) != len(models):
+        raise ValueError(f"`labels`: {len(labels)} labels for {len(models)} models.")
+    return labels
+
+
 def _load(model_path: str):
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
@@ -149,13 +163,7 @@ def ood_sweep(
     """
     from ..data import load_instruction_dataset
 
-    if any(g < 0 for g in gammas):
-        raise ValueError(f"`gammas` must be >= 0, got {list(gammas)}.")
-    if not 0 < alpha < 1:
-        raise ValueError(f"`alpha` must be in (0, 1), got {alpha}.")
-    labels = list(labels) if labels else [os.path.basename(os.path.normpath(m)) for m in models]
-    if len(labels) != len(models):
-        raise ValueError(f"`labels`: {len(labels)} labels for {len(models)} models.")
+    labels = sweep_labels(models, gammas, alpha, labels)
     eval_set = load_instruction_dataset(dataset or "builtin")["test"]
     if limit is not None:
         eval_set = eval_set.select(range(min(limit, len(eval_set))))
