@@ -167,7 +167,7 @@ def add_layer_readout(model: nn.Module) -> None:
         flat = [h.reshape(-1, h.size(-1)).to(head.weight.device) for h in states]
         targets = labels.reshape(-1)[valid]
 
-        k = n if layer_readout.token_fraction >= 1.0 else max(1, round(layer_readout.token_fraction * n))
+        k = n if layer_readout.token_fraction >= 1.0 else min(n, max(1, round(layer_readout.token_fraction * n)))
         sample = torch.randperm(n, device=valid.device)[:k] if k < n else None
         sampled_rows = valid if sample is None else valid[sample]
         sampled_targets = targets if sample is None else targets[sample]
@@ -180,27 +180,27 @@ def add_layer_readout(model: nn.Module) -> None:
         with_grad = [l for l in range(L) if grad_layers[l]]
         without_grad = [l for l in range(L) if not grad_layers[l]]
 
-        def score(layer_ids: list[int], last: torch.Tensor | None):
-            rows = [norm(flat[l][sampled_rows]) for l in layer_ids]
-            tgts = [sampled_targets] * len(layer_ids)
-            if last is not None:
-                rows.append(last)
-                tgts.append(targets)
-            if not rows:
-                return None
-            return _chunked_log_probs(head, torch.cat(rows), torch.cat(tgts), softcap, logit_scale)
+        # ℓ_L on every completion token, with TRL's metrics (entropy, top-1) from the same pass
+        last_logp, last_entropy, last_top1 = _chunked_log_probs(
+            head, flat[L][valid], targets, softcap, logit_scale, ("log_probs", "entropy", "is_top1")
+        )
+        layer_logp: list[torch.Tensor | None] = [None] * L + [last_logp if sample is None else last_logp[sample]]
 
-        last_rows = flat[L][valid]
-        logp_grad, entropy, is_top1 = score(with_grad, last_rows)
+        def score(layer_ids: list[int]) -> None:
+            # ℓ_l for l in `layer_ids` on the sampled tokens, log-probabilities only. The layers share kernel
+            # calls (one head gather and one weight-gradient buffer per call) of at most n rows, so no call builds a
+            # taller logits tile than the last layer's loss alone: the readout's peak memory is that of SFT's loss.
+            per_call = max(1, n // max(k, 1))
+            for start in range(0, len(layer_ids), per_call):
+                group = layer_ids[start : start + per_call]
+                rows = torch.cat([norm(flat[l][sampled_rows]) for l in group])
+                logp = _chunked_log_probs(head, rows, sampled_targets.repeat(len(group)), softcap, logit_scale)[0]
+                for i, l in enumerate(group):
+                    layer_logp[l] = logp[i * k : (i + 1) * k]
+
+        score(with_grad)
         with torch.no_grad():
-            scored = score(without_grad, None)
-        layer_logp = [None] * (L + 1)
-        for i, l in enumerate(with_grad):
-            layer_logp[l] = logp_grad[i * k : (i + 1) * k]
-        for i, l in enumerate(without_grad):
-            layer_logp[l] = scored[0][i * k : (i + 1) * k]
-        last_logp = logp_grad[len(with_grad) * k :]
-        layer_logp[L] = last_logp if sample is None else last_logp[sample]
+            score(without_grad)
         if n == 0:  # no completion token: differentiable zeros rather than 0 / 0
             layer_losses = torch.stack([lp.sum() for lp in layer_logp])
         else:
@@ -209,8 +209,6 @@ def add_layer_readout(model: nn.Module) -> None:
         def scatter(values: torch.Tensor) -> torch.Tensor:
             return values.new_zeros(mask.shape).masked_scatter(mask, values)
 
-        last_entropy = entropy[len(with_grad) * k :]
-        last_top1 = is_top1[len(with_grad) * k :]
         denom = mask.sum() if num_items_in_batch is None else num_items_in_batch
         loss = -last_logp.sum() / torch.as_tensor(denom).clamp(min=1)
         token_log_probs = positions = None
@@ -235,9 +233,15 @@ def add_layer_readout(model: nn.Module) -> None:
 
 
 def _chunked_log_probs(
-    head: nn.Module, hidden: torch.Tensor, targets: torch.Tensor, softcap: float | None, logit_scale: float
-) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Per-row (log p(target), entropy, target is top-1) of ``head(hidden)`` without building the logits."""
+    head: nn.Module,
+    hidden: torch.Tensor,
+    targets: torch.Tensor,
+    softcap: float | None,
+    logit_scale: float,
+    outputs: tuple[str, ...] = ("log_probs",),
+) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor | None]:
+    """Per-row (log p(target), entropy, target is top-1) of ``head(hidden)`` without building the logits; entropy and
+    top-1 are ``None`` unless named in ``outputs`` (each costs passes over every tile)."""
     weight, bias = head.weight, head.bias
     if hasattr(weight, "full_tensor"):  # FSDP2 DTensor: gather the head once for every tile
         weight = weight.full_tensor()
@@ -245,6 +249,6 @@ def _chunked_log_probs(
     with maybe_gather_lm_head_ctx(weight, bias):  # ZeRO-3: the head is read directly, not through its module
         vocab_chunk = min(_VOCAB_CHUNK, weight.shape[0])
         logp, entropy, _, _, is_top1 = ChunkedLogProbFunction.apply(
-            hidden, weight, bias, targets, 1.0, vocab_chunk, softcap, logit_scale, ("log_probs", "entropy", "is_top1")
+            hidden, weight, bias, targets, 1.0, vocab_chunk, softcap, logit_scale, outputs
         )
     return logp, entropy, is_top1

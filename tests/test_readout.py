@@ -4,6 +4,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from hf_cut import readout
 from hf_cut.readout import LayerReadoutRequest, add_layer_readout, find_final_norm
 from tests.conftest import tiny_causal_lm
 
@@ -52,20 +53,34 @@ def test_layer_losses_equal_naive_full_logits(arch):
     assert torch.allclose(out.loss, own, atol=1e-5)
 
 
-def test_gradients_match_naive_and_no_grad_layers_keep_values():
+@pytest.mark.parametrize("fraction", [1.0, 0.5])
+def test_gradients_match_naive_and_no_grad_layers_keep_values(fraction, monkeypatch):
+    """Also on a token sample; every kernel call holds at most n rows (the last layer's tile)."""
+    calls = []
+    kernel = readout._chunked_log_probs
+    monkeypatch.setattr(
+        readout, "_chunked_log_probs", lambda head, h, *a, **kw: calls.append(h.shape[0]) or kernel(head, h, *a, **kw)
+    )
     model = tiny_causal_lm("llama", vocab_size=VOCAB)
     ids, attention, labels = _batch()
     mask = labels[:, 1:] != -100
+    n = int(mask.sum())
+    k = n if fraction == 1.0 else round(fraction * n)
+    torch.manual_seed(7)
+    chosen = torch.randperm(n)[:k] if k < n else torch.arange(n)  # the readout's draw
     weights = torch.tensor([0.3, 0.5, 0.0, 1.0])
-    (_naive_token_nll(model, ids, attention, labels)[:, mask].mean(1) * weights).sum().backward()
+    (_naive_token_nll(model, ids, attention, labels)[:, mask][:, chosen].mean(1) * weights).sum().backward()
     expected = {n: p.grad.clone() for n, p in model.named_parameters()}
     model.zero_grad()
     add_layer_readout(model)
-    request = LayerReadoutRequest(grad_layers=[True, True, False])  # layer 2 has weight 0: scored without grad
+    request = LayerReadoutRequest(fraction, grad_layers=[True, True, False])  # layer 2: weight 0, scored without grad
+    torch.manual_seed(7)
     out = model(input_ids=ids, attention_mask=attention, labels=labels, layer_readout=request)
     (out.layer_losses * weights).sum().backward()
     for name, param in model.named_parameters():
         assert torch.allclose(param.grad, expected[name], atol=1e-5), name
+    # the last layer alone on n rows, then layers 0 and 1 (with grad) and layer 2 (without), n rows at most per call
+    assert calls == ([n, k, k, k] if n // k < 2 else [n, 2 * k, k])
 
 
 def test_token_fraction_scores_the_same_sample_at_every_layer():
@@ -118,3 +133,15 @@ def test_model_without_final_norm_is_rejected():
     del model.model.norm
     with pytest.raises(ValueError, match="final norm"):
         add_layer_readout(model)
+
+
+def test_token_fraction_on_a_batch_without_completion_tokens():
+    model = tiny_causal_lm("llama", vocab_size=VOCAB)
+    ids, attention, labels = _batch()
+    add_layer_readout(model)
+    out = model(
+        input_ids=ids, attention_mask=attention, labels=torch.full_like(labels, -100), layer_readout=LayerReadoutRequest(0.25)
+    )
+    assert out.num_sampled_tokens.item() == 0
+    assert torch.equal(out.layer_losses, torch.zeros(4)) and out.loss.item() == 0.0
+    out.loss.backward()  # still connected to the graph
