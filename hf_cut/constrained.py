@@ -33,7 +33,9 @@ class _DualStepCallback(TrainerCallback):
 
     def on_step_end(self, args, state, control, **kwargs):
         if args.constrained and state.global_step % args.dual_update_interval == 0:
-            self.trainer.duals.step(device=self.trainer.accelerator.device)
+            # with layers measured every K-th step only, one measured step stands for K / D dual steps' slack
+            scale = max(1.0, args.layer_loss_interval / args.dual_update_interval)
+            self.trainer.duals.step(device=self.trainer.accelerator.device, scale=scale)
         return control
 
 
@@ -64,6 +66,11 @@ class ConstrainedMixin:
     def dual_variables(self) -> torch.Tensor:
         """λ_1 … λ_L, one float per constraint (a copy)."""
         return self.duals.multipliers.float().clone()
+
+    def _measures_layers(self) -> bool:
+        """Does this step compute the layer losses? Always in evaluation; in training every
+        ``layer_loss_interval``-th optimizer step (the same steps on every rank, and again after a resume)."""
+        return not self.model.training or self.state.global_step % self.args.layer_loss_interval == 0
 
     def _grad_layers(self) -> list[bool]:
         """For ``l = 0 … L−1``: does ``ℓ_l`` carry weight in the training loss (so needs a gradient)?"""

@@ -107,8 +107,11 @@ class DualVariables:
         self._loss_sums += losses * weight
         self._num_tokens += weight
 
-    def step(self, device: torch.device | str | None = None) -> torch.Tensor:
+    def step(self, device: torch.device | str | None = None, scale: float = 1.0) -> torch.Tensor:
         """One projected ascent step from the slack accumulated since the last step; returns that slack.
+
+        ``scale`` multiplies the step (``λ ← [λ + scale · η_d (ŝ − u)]₊``): the number of dual steps' worth of
+        optimizer steps the accumulated slack stands for, when layers are measured on only some steps.
 
         Under ``torch.distributed`` the accumulated sums are all-reduced first, so every rank takes the same step.
         ``device`` is where the all-reduce runs (the rank's accelerator for NCCL); it defaults to the CPU.
@@ -126,7 +129,7 @@ class DualVariables:
         if num_tokens <= 0:  # nothing seen since the last step: keep λ
             return self.last_slack.clone()
         estimate = slack(loss_sums / num_tokens, self.alpha)
-        self.multipliers = (self.multipliers + self.lr * (estimate - self.relaxation())).clamp(min=0.0)
+        self.multipliers = (self.multipliers + scale * self.lr * (estimate - self.relaxation())).clamp(min=0.0)
         self.last_slack = estimate
         self.num_steps += 1
         return estimate.clone()

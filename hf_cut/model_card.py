@@ -48,6 +48,7 @@ def constraint_section(
         f"| resilience_coef (β) | {args.resilience_coef} |",
         f"| noise_gamma (γ, training) | {args.noise_gamma} |",
         f"| layer_loss_token_fraction | {args.layer_loss_token_fraction} |",
+        f"| layer_loss_interval | {args.layer_loss_interval} |",
         f"| detach_previous_loss | {args.detach_previous_loss} |",
         f"| deep_supervision_weight | {args.deep_supervision_weight} |",
         "",

@@ -73,7 +73,10 @@ class ConstrainedSFTTrainer(ConstrainedMixin, SFTTrainer):
             _check_trainable_tokens(self.train_dataset, args)
 
     def _readout_request(self) -> LayerReadoutRequest:
-        return LayerReadoutRequest(token_fraction=self.args.layer_loss_token_fraction, grad_layers=self._grad_layers())
+        # The token fraction is a training cost control; evaluation scores every token, so held-out layer losses and
+        # constraint satisfaction are exact and comparable across fractions
+        fraction = self.args.layer_loss_token_fraction if self.model.training else 1.0
+        return LayerReadoutRequest(token_fraction=fraction, grad_layers=self._grad_layers())
 
     def compute_loss(
         self,
@@ -82,6 +85,8 @@ class ConstrainedSFTTrainer(ConstrainedMixin, SFTTrainer):
         return_outputs: bool = False,
         num_items_in_batch: torch.Tensor | int | None = None,
     ):
+        if not self._measures_layers():  # a step between two measured ones: exactly SFTTrainer's
+            return super().compute_loss(model, inputs, return_outputs, num_items_in_batch)
         mode = "train" if self.model.training else "eval"
         args = self.args
         inputs = {**inputs, "use_cache": False}
@@ -166,6 +171,8 @@ class ConstrainedTrainer(ConstrainedMixin, Trainer):
             self.model.add_model_tags(self._tag_names)
 
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
+        if not self._measures_layers():  # a step between two measured ones: exactly Trainer's
+            return super().compute_loss(model, inputs, return_outputs, num_items_in_batch)
         mode = "train" if self.model.training else "eval"
         if "labels" not in inputs:
             raise ValueError("ConstrainedTrainer needs `labels` in every batch: the layer losses are supervised.")

@@ -72,6 +72,7 @@ def train_args(tmp_path, **overrides):
         data_seed=0,
         dual_lr=0.5,
         disable_tqdm=True,
+        layer_loss_interval=1,  # the machinery at every step; tests of the interval set their own
     )
     values.update(overrides)
     return ConstrainedSFTConfig(**values)

@@ -125,6 +125,24 @@ def test_trainer_loss_duals_logs_and_metrics(tmp_path):
     assert "eval_accuracy" in metrics and "eval_layer_loss/3" in metrics and "eval_dual/1" in metrics
 
 
+def test_layer_loss_interval_off_steps_train_the_plain_loss(tmp_path):
+    model = tiny_classifier("roberta")
+    for module in model.modules():  # no dropout: the loss of a batch is a function of the weights
+        if isinstance(module, torch.nn.Dropout):
+            module.p = 0.0
+    trainer = ConstrainedTrainer(model=model, args=_args(tmp_path, layer_loss_interval=3), train_dataset=_dataset())
+    trainer.duals.multipliers = torch.tensor([0.2, 0.3, 0.5], dtype=torch.float64)
+    trainer.model.train()
+    batch = trainer._prepare_inputs(next(iter(trainer.get_train_dataloader())))
+    assert trainer.compute_loss(trainer.model, batch).item() != pytest.approx(trainer.model(**batch).loss.item())
+    trainer.state.global_step = 1  # between two measured steps: the model's own loss, nothing accumulated
+    assert trainer.compute_loss(trainer.model, batch).item() == pytest.approx(trainer.model(**batch).loss.item())
+    trainer.duals = type(trainer.duals)(3, 0.1, 0.5)
+    trainer.state.global_step = 0
+    trainer.train()  # 4 steps: measured at 0 and 3
+    assert [h["step"] for h in trainer.state.log_history if "layer_loss/0" in h] == [1, 4]
+
+
 def test_plain_training_arguments_and_resume(tmp_path):
     args = TrainingArguments(output_dir=str(tmp_path / "x"), use_cpu=True, report_to=[])
     trainer = ConstrainedTrainer(model=tiny_classifier("bert"), args=args, train_dataset=_dataset())

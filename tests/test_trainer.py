@@ -81,6 +81,27 @@ def test_dual_step_uses_the_step_slack(tmp_path, tokenizer, dataset):
     assert torch.allclose(trainer.dual_variables, expected, atol=1e-5)
 
 
+def test_layer_loss_interval_measures_every_kth_step(tmp_path, tokenizer, dataset):
+    # lr 0: the model never moves, so each measured step's slack is that of the naive layer losses of its batch
+    trainer = tiny_trainer(tmp_path, tokenizer, dataset, max_steps=4, learning_rate=0.0, dual_lr=0.5, layer_loss_interval=2)
+    loader = iter(trainer.get_train_dataloader())
+    batches = [trainer._prepare_inputs(next(loader)) for _ in range(4)]
+    trainer.model.train()
+    with torch.no_grad():
+        ell = [_naive_layer_losses(trainer, b) for b in batches]
+    trainer.train()
+    # steps 0 and 2 are measured; each dual step stands for K / D = 2 optimizer steps
+    lam = torch.clamp(2 * 0.5 * (ell[0][1:] - 0.9 * ell[0][:-1]), min=0)
+    lam = torch.clamp(lam + 2 * 0.5 * (ell[2][1:] - 0.9 * ell[2][:-1]), min=0)
+    assert torch.allclose(trainer.dual_variables, lam, atol=1e-5)
+    measured = [h["step"] for h in trainer.state.log_history if "layer_loss/0" in h]
+    assert measured == [1, 3]  # logged after the optimizer steps 0 and 2
+    # the steps in between train ℓ_L alone: their logged loss is the naive last-layer loss
+    losses = {h["step"]: h["loss"] for h in trainer.state.log_history if "loss" in h}
+    assert losses[2] == pytest.approx(ell[1][-1].item(), abs=1e-4)
+    assert losses[4] == pytest.approx(ell[3][-1].item(), abs=1e-4)
+
+
 def _params(trainer):
     return torch.cat([p.detach().flatten() for p in trainer.model.parameters()])
 
@@ -96,8 +117,10 @@ def test_gradient_accumulation_matches_one_large_batch(tmp_path, tokenizer, data
     assert torch.allclose(_params(big), _params(small), atol=1e-5)
 
 
-def test_resume_from_checkpoint_is_exact(tmp_path, tokenizer, dataset):
+@pytest.mark.parametrize("interval", [1, 2])
+def test_resume_from_checkpoint_is_exact(tmp_path, tokenizer, dataset, interval):
     opts = dict(max_steps=6, save_strategy="steps", save_steps=3, noise_gamma=0.5, layer_loss_token_fraction=0.5)
+    opts["layer_loss_interval"] = interval  # 2: the checkpoint falls between two measured steps
     full = tiny_trainer(tmp_path / "full", tokenizer, dataset, **opts)
     full.train()
     checkpoint = tmp_path / "full" / "out" / "checkpoint-3"
@@ -124,6 +147,8 @@ BAD_OPTIONS = [
     ("layer_loss_token_fraction", 0.0),
     ("layer_loss_token_fraction", 1.5),
     ("deep_supervision_weight", -1.0),
+    ("layer_loss_interval", 0),
+    ("layer_loss_interval", 1.5),
 ]
 
 
