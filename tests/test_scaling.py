@@ -44,3 +44,53 @@ def test_checkpoint_reloads_with_plain_from_pretrained(tmp_path, tokenizer, data
         assert torch.equal(value, trained[name]), name
     card = (tmp_path / "out" / "README.md").read_text()
     assert "hf-cut" in card and "dual λ_l" in card and "Command:" in card
+
+
+def test_qlora_4bit_trains_adapters_under_the_constraint(tmp_path, tokenizer, dataset):
+    """QLoRA through TRL's own path (``get_quantization_config`` + ``peft_config``, model by name), on CPU: the
+    base stays frozen in nf4 and only the adapters move; the readout reads the 4-bit model's (bf16) head."""
+    pytest.importorskip("bitsandbytes", reason="QLoRA needs bitsandbytes: pip install -e '.[quant]'")
+    from peft import LoraConfig
+    from trl import ModelConfig, get_quantization_config
+
+    from hf_cut import ConstrainedSFTTrainer
+    from hf_cut.readout import LayerReadoutRequest
+    from tests.conftest import tiny_causal_lm, train_args
+
+    path = tmp_path / "tiny-llama"
+    tiny_causal_lm(vocab_size=len(tokenizer), pad_token_id=tokenizer.pad_token_id).save_pretrained(path)
+    tokenizer.save_pretrained(path)
+    quantization = get_quantization_config(ModelConfig(load_in_4bit=True, dtype="float32"))
+    args = train_args(tmp_path, max_steps=3, learning_rate=1e-2, dual_init=1.0)
+    trainer = ConstrainedSFTTrainer(
+        model=str(path),
+        args=args,
+        train_dataset=dataset,
+        processing_class=tokenizer,
+        quantization_config=quantization,
+        peft_config=LoraConfig(r=4, lora_alpha=8, target_modules=["q_proj", "v_proj"], task_type="CAUSAL_LM"),
+    )
+    base = trainer.model.get_base_model()
+    assert type(base.model.layers[0].self_attn.q_proj.base_layer).__name__ == "Linear4bit"
+    before = {n: p.detach().clone() for n, p in trainer.model.named_parameters()}
+    trainer.train()
+    moved = {n for n, p in trainer.model.named_parameters() if not torch.equal(p.detach(), before[n])}
+    assert moved and all("lora_" in n for n in moved)  # adapters only: the 4-bit base and the head are frozen
+    assert [h for h in trainer.state.log_history if "layer_loss/1" in h] and torch.all(trainer.dual_variables >= 0)
+    # the readout on the quantised model equals full logits through its own (4-bit) layers, norm and head
+    batch = trainer._prepare_inputs(next(iter(trainer.get_train_dataloader())))
+    # train mode (the tiny Llama has no dropout): in eval mode bitsandbytes 0.50's CPU path repacks 4-bit weights for
+    # AVX512-bf16 kernels, which fails on layers narrower than its 64-value block, as the tiny model's are
+    trainer.model.train()
+    with torch.no_grad():
+        out = trainer.model(**batch, layer_readout=LayerReadoutRequest())
+        states = trainer.model(
+            input_ids=batch["input_ids"], attention_mask=batch["attention_mask"], output_hidden_states=True
+        ).hidden_states
+        labels = batch["labels"][:, 1:]
+        naive = []
+        for layer, h in enumerate(states):
+            h = h if layer == len(states) - 1 else base.model.norm(h)
+            logits = base.lm_head(h).float()[:, :-1]
+            naive.append(torch.nn.functional.cross_entropy(logits.transpose(1, 2), labels, ignore_index=-100))
+    assert torch.allclose(out.layer_losses, torch.stack(naive), atol=1e-4)
