@@ -2,12 +2,13 @@
 
 The same randomly initialised Llama is trained on the same synthetic batches by every variant; the variants run
 interleaved (the order rotates from one repeat to the next), each in a fresh process of its own, ``--repeats`` times.
-A run skips ``--warmup`` steps and times ``--steps`` optimizer steps (median). The time ratio of a variant is the
-median over the repeats of its run's median step time over plain SFT's in the same repeat (paired, so slow drifts of
+A run skips ``--warmup`` steps and times ``--steps`` optimizer steps (mean: with
+``layer_loss_interval`` K one step in K measures the layers, so ``--steps`` should be a multiple of every K). The time ratio of a variant is the
+median over the repeats of its run's mean step time over plain SFT's in the same repeat (paired, so slow drifts of
 a shared machine cancel); the memory ratio is that of the peak memory (CPU: peak RSS of the run's process; GPU:
 ``torch.cuda.max_memory_allocated``).
 
-    python bench/benchmark.py --shapes cpu gpu --repeats 5 --steps 8 --warmup 2   # docs/performance.{json,md}
+    python bench/benchmark.py --shapes cpu gpu --repeats 5 --steps 16 --warmup 2   # docs/performance.{json,md}
     python bench/benchmark.py --quick --output /tmp/perf.json                     # smoke test, ~20-60 s
 
 Shapes: ``cpu`` has the cost structure of Llama 3.1 8B (see ``flop_model``: the readout costs ~9 decoder layers and
@@ -43,6 +44,9 @@ SHAPES: dict[str, dict[str, Any]] = {
                 prompt_len=(16, 32), dtype="float32", device="cpu"),
     "gpu": dict(hidden=4096, intermediate=14336, layers=4, heads=32, kv_heads=8, vocab=128256, seq=1024, batch=4,
                 prompt_len=(32, 128), dtype="bfloat16", device="cuda"),
+    # Llama 3.2 1B's widths and depth with an untied head: 1.5B parameters, bf16 (docs/scaling.md)
+    "gpu_1b": dict(hidden=2048, intermediate=8192, layers=16, heads=32, kv_heads=8, vocab=128256, seq=1024, batch=4,
+                   prompt_len=(32, 128), dtype="bfloat16", device="cuda"),
 }  # fmt: skip
 QUICK_SHAPES: dict[str, dict[str, Any]] = {
     "cpu": dict(hidden=32, intermediate=64, layers=2, heads=4, kv_heads=2, vocab=512, seq=32, batch=2,
@@ -50,23 +54,30 @@ QUICK_SHAPES: dict[str, dict[str, Any]] = {
     "gpu": dict(hidden=64, intermediate=128, layers=2, heads=4, kv_heads=2, vocab=1024, seq=64, batch=2,
                 prompt_len=(2, 8), dtype="bfloat16", device="cuda"),
 }  # fmt: skip
+QUICK_SHAPES["gpu_1b"] = QUICK_SHAPES["gpu"]
 
 
-def _constrained(fraction: float, dual_init: float = 1.0, **extra) -> dict[str, Any]:
-    return {"constrained": True, "layer_loss_token_fraction": fraction, "dual_init": dual_init, **extra}
+def _constrained(fraction: float = 1.0, interval: int = 1, dual_init: float = 1.0, **extra) -> dict[str, Any]:
+    return {"constrained": True, "layer_loss_token_fraction": fraction, "layer_loss_interval": interval,
+            "dual_init": dual_init, **extra}  # fmt: skip
 
 
 # name -> (trainer, constraint options, description). The constrained variants start with every λ = 1 so that every
 # intermediate layer is trained through the readout from the first step (λ = 0 would make the readout grad-free).
 VARIANTS: dict[str, tuple[str, dict[str, Any], str]] = {
     "sft": ("sft", {}, "plain `trl.SFTTrainer`"),
-    "erm": ("cut", {"constrained": False}, "`constrained=False`: layer losses measured without grad"),
-    "constrained_f1": ("cut", _constrained(1.0), "λ₀ = 1, every completion token"),
-    "constrained_f0.5": ("cut", _constrained(0.5), "λ₀ = 1, `layer_loss_token_fraction=0.5`"),
-    "constrained_f0.25": ("cut", _constrained(0.25), "λ₀ = 1, `layer_loss_token_fraction=0.25`"),
-    "constrained_f0.125": ("cut", _constrained(0.125), "λ₀ = 1, `layer_loss_token_fraction=0.125`"),
+    "erm": ("cut", {"constrained": False}, "`constrained=False` (default options): layers measured without grad"),
+    "constrained_k1": ("cut", _constrained(), "λ₀ = 1, every layer on every token at every step"),
+    **{
+        f"constrained_k{k}": ("cut", _constrained(interval=k), f"λ₀ = 1, `layer_loss_interval={k}`" + (k == 16) * " (default)")
+        for k in (4, 8, 16)
+    },
+    **{
+        f"constrained_f{f}": ("cut", _constrained(fraction=f), f"λ₀ = 1, `layer_loss_token_fraction={f}`")
+        for f in (0.25, 0.0625)
+    },
     # λ held at 0 (no dual step during the run): the cost at the start of training, before any constraint is active
-    "constrained_f1_dual0": ("cut", _constrained(1.0, 0.0, dual_update_interval=10**9), "λ = 0 held (run start)"),
+    "constrained_k1_dual0": ("cut", _constrained(dual_init=0.0, dual_update_interval=10**9), "λ = 0 held (run start)"),
 }  # fmt: skip
 DEFAULT_VARIANTS = list(VARIANTS)
 
@@ -93,7 +104,7 @@ def paired_ratios(per_repeat: list[dict[str, float]], baseline: str = BASELINE) 
 
 
 def summarize(runs: list[dict[str, Any]], variants: list[str], baseline: str = BASELINE) -> dict[str, dict[str, Any]]:
-    """Per variant: median step time, peak memory and their paired ratios to ``baseline`` over the repeats."""
+    """Per variant: mean step time, peak memory and their paired ratios to ``baseline`` over the repeats."""
     repeats = sorted({r["repeat"] for r in runs})
     ok = [r for r in runs if r["result"].get("ok")]
 
@@ -103,7 +114,7 @@ def summarize(runs: list[dict[str, Any]], variants: list[str], baseline: str = B
             rows.append({r["variant"]: key(r["result"]) for r in ok if r["repeat"] == rep})
         return rows
 
-    time_rows = table(lambda res: res["median_step_s"])
+    time_rows = table(lambda res: res["mean_step_s"])
     mem_rows = table(lambda res: res["peak_mem_mib"])
     train_mem_rows = table(lambda res: res["peak_mem_mib"] - res["mem_before_train_mib"])
     time_ratios, mem_ratios = paired_ratios(time_rows, baseline), paired_ratios(mem_rows, baseline)
@@ -120,7 +131,7 @@ def summarize(runs: list[dict[str, Any]], variants: list[str], baseline: str = B
             "ok": True,
             "runs": len(mine),
             "errors": failed,
-            "median_step_s": median([res["median_step_s"] for res in mine]),
+            "mean_step_s": median([res["mean_step_s"] for res in mine]),
             "peak_mem_mib": median([res["peak_mem_mib"] for res in mine]),
             "mem_before_train_mib": median([res["mem_before_train_mib"] for res in mine]),
             "grad_layers_min": min(grads) if grads else None,
@@ -134,6 +145,12 @@ def summarize(runs: list[dict[str, Any]], variants: list[str], baseline: str = B
             entry[f"{key}_ratio_max"] = max(values) if values else None
         summary[name] = entry
     return summary
+
+
+def _default_interval() -> int:
+    from hf_cut import ConstrainedSFTConfig
+
+    return ConstrainedSFTConfig.__dataclass_fields__["layer_loss_interval"].default
 
 
 def flop_model(shape: dict[str, Any], variant: str, activation_checkpointing: bool) -> float:
@@ -156,6 +173,7 @@ def flop_model(shape: dict[str, Any], variant: str, activation_checkpointing: bo
         return 1.0
     options = VARIANTS[variant][1]
     fraction = options.get("layer_loss_token_fraction", 1.0)
+    interval = options.get("layer_loss_interval", _default_interval())
     sampled = completion * fraction
     if not options.get("constrained", True):
         extra = 1 * readout * sampled * L  # ℓ_0 … ℓ_{L−1} without grad
@@ -163,7 +181,7 @@ def flop_model(shape: dict[str, Any], variant: str, activation_checkpointing: bo
         extra = 4 * readout * sampled * (L - 1) + 1 * readout * sampled  # ℓ_1 … ℓ_{L−1} with grad, ℓ_0 without
     else:
         extra = 1 * readout * sampled * L
-    return (body + 4 * readout * completion + extra) / base
+    return (body + 4 * readout * completion + extra / interval) / base
 
 
 # -------------------------------------------------------------------------------------------------------- running
@@ -199,7 +217,7 @@ def run_all(shapes: dict[str, dict], variants: list[str], args) -> dict[str, Any
                 result = _run_in_fresh_process(ctx, spec)
                 runs.append({"repeat": rep, "variant": name, "result": result})
                 if result.get("ok"):
-                    msg = f"median step {result['median_step_s']:.3f} s, peak {result['peak_mem_mib']:.0f} MiB"
+                    msg = f"mean step {result['mean_step_s']:.3f} s, peak {result['peak_mem_mib']:.0f} MiB"
                 else:
                     msg = f"FAILED: {result.get('error')}"
                 print(f"[{shape_name} repeat {rep + 1}/{args.repeats}] {name:22s} {msg}", flush=True)
@@ -248,7 +266,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="variants (sft, the baseline, is always added)",
     )
     p.add_argument("--repeats", type=int, default=None, help="interleaved repeats (default 5; --quick: 1)")
-    p.add_argument("--steps", type=int, default=None, help="timed optimizer steps per run (default 8; --quick: 2)")
+    p.add_argument("--steps", type=int, default=None, help="timed optimizer steps per run, a multiple of every `layer_loss_interval` (default 16; --quick: 2)")
     p.add_argument("--warmup", type=int, default=None, help="untimed steps first (default 2; --quick: 1)")
     p.add_argument("--quick", action="store_true", help="tiny shapes and few steps: a smoke test, not a measurement")
     p.add_argument(
@@ -287,7 +305,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "auto (default): forkserver for CPU shapes, spawn for CUDA shapes",
     )
     args = p.parse_args(argv)
-    defaults = (1, 2, 1) if args.quick else (5, 8, 2)
+    defaults = (1, 2, 1) if args.quick else (5, 16, 2)
     for key, default in zip(("repeats", "steps", "warmup"), defaults, strict=True):
         if getattr(args, key) is None:
             setattr(args, key, default)
@@ -295,6 +313,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         args.threads = 1
     if args.repeats < 1 or args.steps < 1 or args.warmup < 0:
         p.error("--repeats and --steps must be >= 1, --warmup >= 0")
+    intervals = {VARIANTS[v][1].get("layer_loss_interval", 1) for v in args.variants}
+    if not args.quick and any(args.steps % k for k in intervals):
+        p.error(f"--steps {args.steps} must be a multiple of every variant's layer_loss_interval {sorted(intervals)}")
     if not args.quick:
         args.output = args.output or ROOT / "docs" / "performance.json"
         args.markdown = args.markdown or ROOT / "docs" / "performance.md"

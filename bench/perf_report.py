@@ -78,10 +78,12 @@ def markdown_report(report: dict[str, Any], descriptions: dict[str, str]) -> str
             f"{sh['heads']}/{sh['kv_heads']} heads, vocab {sh['vocab']}, seq {sh['seq']}, batch {sh['batch']}, "
             f"prompt {sh['prompt_len'][0]}–{sh['prompt_len'][1]} tokens, {sh['dtype']} on {sh['device']}",
             "",
-            f"Memory: {mem}. Time ratio: median over repeats of (variant / `sft` in the same repeat), [min–max]. "
+            f"Memory: {mem}. Step: mean over a run's timed steps (with `layer_loss_interval` K, one step in K measures "
+            f"the layers), median over repeats. Time ratio: median over repeats of (variant / `sft` in the same "
+            f"repeat), [min–max]. "
             f"Runs started by {res['start_method']}.",
             "",
-            "| variant | setting | intermediate layers trained | median step (s) | time ratio [min–max] "
+            "| variant | setting | intermediate layers trained | step (s) | time ratio [min–max] "
             "| FLOP model | peak memory (MiB) | memory ratio | training-memory ratio |",
             "| --- | --- | --- | ---: | ---: | ---: | ---: | ---: | ---: |",
         ]
@@ -97,7 +99,7 @@ def markdown_report(report: dict[str, Any], descriptions: dict[str, str]) -> str
             else:
                 grads = f"{e['grad_layers_min']}–{e['grad_layers_max']} of {sh['layers'] - 1}"
             lines.append(
-                f"| `{name}` | {desc} | {grads} | {e['median_step_s']:.3f} "
+                f"| `{name}` | {desc} | {grads} | {e['mean_step_s']:.3f} "
                 f"| {_fmt(e['time_ratio'], '.2f')} "
                 f"[{_fmt(e['time_ratio_min'], '.2f')}–{_fmt(e['time_ratio_max'], '.2f')}] "
                 f"| {_fmt(e.get('flop_model_ratio'), '.2f')} | {e['peak_mem_mib']:.0f} | {_fmt(e['mem_ratio'], '.3f')} "
@@ -108,13 +110,14 @@ def markdown_report(report: dict[str, Any], descriptions: dict[str, str]) -> str
     return "\n".join(lines)
 
 
-def write_markdown(path: Path, body: str) -> None:
-    """Replace what lies between the markers of ``path`` (appending the markers if absent)."""
+def write_markdown(path: Path, body: str, marks: tuple[str, str] = (MARK_START, MARK_END)) -> None:
+    """Replace what lies between the ``marks`` of ``path`` (appending the marks if absent)."""
+    start, end = marks
     text = path.read_text(encoding="utf-8") if path.exists() else "# Performance\n"
-    block = f"{MARK_START}\n{body}\n{MARK_END}"
-    if MARK_START in text and MARK_END in text:
-        head, rest = text.split(MARK_START, 1)
-        text = head + block + rest.split(MARK_END, 1)[1]
+    block = f"{start}\n{body}\n{end}"
+    if start in text and end in text:
+        head, rest = text.split(start, 1)
+        text = head + block + rest.split(end, 1)[1]
     else:
         text = text.rstrip("\n") + "\n\n" + block + "\n"
     path.parent.mkdir(parents=True, exist_ok=True)

@@ -171,13 +171,13 @@ def run(spec: dict[str, Any]) -> dict[str, Any]:
         timer = _step_timer(cuda)
         trainer.add_callback(timer)
 
-        grad_layers: list[int] = []  # per step: intermediate layers whose loss was trained through the readout
+        grad_layers: list[int] = []  # per timed measured step: intermediate layers trained through the readout
         if hasattr(trainer, "_readout_request"):
             request = trainer._readout_request
 
             def counted_request():
                 req = request()
-                if trainer.model.training:
+                if trainer.model.training and trainer.state.global_step >= warmup:  # timed steps that measure
                     grad_layers.append(sum(req.grad_layers) if req.grad_layers is not None else trainer.num_layers)
                 return req
 
@@ -203,12 +203,13 @@ def run(spec: dict[str, Any]) -> dict[str, Any]:
             "ok": True,
             "step_times_s": timed,
             "warmup_times_s": timer.times[:warmup],
+            "mean_step_s": statistics.fmean(timed),  # with layer_loss_interval K, steps differ: the mean is the cost
             "median_step_s": statistics.median(timed),
             "train_wall_s": wall,
             "peak_mem_mib": mem_peak,
             "mem_before_train_mib": mem_before,
             "memory_kind": "cuda_max_allocated" if cuda else "peak_rss",
-            "grad_layers_per_step": grad_layers[warmup:],
+            "grad_layers_per_step": grad_layers,
             "final_duals": duals,
             "threads": torch.get_num_threads(),
         }
@@ -218,7 +219,28 @@ def run(spec: dict[str, Any]) -> dict[str, Any]:
         shutil.rmtree(out_dir, ignore_errors=True)
 
 
+def fix_mmap_threshold(threshold: int = 1 << 20) -> bool:
+    """Make glibc serve every allocation of ``threshold`` bytes or more with its own ``mmap``, returned to the OS
+    when freed. By default glibc raises that threshold as big blocks are freed, after which freed tensors stay in
+    the heap, fragment it, and the peak RSS reflects the order of past allocations rather than the live tensors
+    (the same run measured 1.8 or 2.0 GiB). Returns False where there is no glibc (the peak is then taken as is)."""
+    import ctypes
+    import ctypes.util
+
+    name = ctypes.util.find_library("c")
+    if sys.platform != "linux" or not name:
+        return False
+    try:
+        libc = ctypes.CDLL(name)
+        m_mmap_threshold = -3  # <malloc.h>: also turns off the dynamic adjustment
+        return bool(libc.mallopt(m_mmap_threshold, threshold))
+    except (OSError, AttributeError):
+        return False
+
+
 def child_main(spec: dict[str, Any], conn) -> None:
     """Entry point of the fresh process: run, send the result back through the pipe."""
+    if spec["shape"]["device"] == "cpu":
+        fix_mmap_threshold()
     conn.send(run(spec))
     conn.close()
