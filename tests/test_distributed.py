@@ -37,3 +37,22 @@ def test_two_ranks_match_one_process(tmp_path):
     assert torch.equal(rank0["weights"], rank1["weights"])
     assert torch.allclose(rank0["duals"], single["duals"], atol=1e-5)
     assert torch.allclose(rank0["weights"], single["weights"], atol=1e-5)
+
+
+def test_two_ranks_resume_with_their_duals(tmp_path):
+    """Both ranks save at step 2 (the duals in the checkpoint) and a new 2-rank run resumed there ends where an
+    uninterrupted one does."""
+    full, resumed = tmp_path / "full", tmp_path / "resumed"
+    full.mkdir(), resumed.mkdir()
+    torchrun = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2"]
+    _run([*torchrun, "--master_port", str(_free_port()), str(SCRIPT), str(full), "2", "--save_steps", "2"], tmp_path)
+    checkpoint = full / "out" / "checkpoint-2"
+    saved = torch.load(checkpoint / "dual_variables.pt", weights_only=True)
+    assert torch.all(saved["multipliers"] > 0)
+    _run([*torchrun, "--master_port", str(_free_port()), str(SCRIPT), str(resumed), "2", "--resume", str(checkpoint)],
+         tmp_path)  # fmt: skip
+    for rank in (0, 1):
+        a = torch.load(full / f"rank{rank}.pt", weights_only=True)
+        b = torch.load(resumed / f"rank{rank}.pt", weights_only=True)
+        assert torch.allclose(a["duals"], b["duals"], atol=1e-6)
+        assert torch.allclose(a["weights"], b["weights"], atol=1e-6)

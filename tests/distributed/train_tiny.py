@@ -1,8 +1,12 @@
 """Train the tiny test model for a few steps and save its dual variables and weights (run under torchrun or alone).
 
-    torchrun --nproc_per_node 2 tests/distributed/train_tiny.py OUT_DIR PER_DEVICE_BATCH
+    torchrun --nproc_per_node 2 tests/distributed/train_tiny.py OUT_DIR PER_DEVICE_BATCH [--save_steps N]
+        [--resume CHECKPOINT]
+
+(accelerate enables FSDP and DeepSpeed only on accelerators: on CPU, data parallel over gloo is what runs.)
 """
 
+import argparse
 import os
 import sys
 
@@ -17,7 +21,7 @@ from transformers import PreTrainedTokenizerFast  # noqa: E402
 from tests.conftest import WORDS, make_rows, tiny_causal_lm, train_args  # noqa: E402
 
 
-def main(out_dir: str, per_device_batch: int) -> None:
+def main(out_dir: str, per_device_batch: int, save_steps: int | None, resume: str | None) -> None:
     from pathlib import Path
 
     from hf_cut import ConstrainedSFTTrainer
@@ -27,15 +31,24 @@ def main(out_dir: str, per_device_batch: int) -> None:
     tok.train_from_iterator([" ".join(WORDS)], trainers.WordLevelTrainer(special_tokens=["<unk>", "<pad>", "<eos>"]))
     tokenizer = PreTrainedTokenizerFast(tokenizer_object=tok, unk_token="<unk>", pad_token="<pad>", eos_token="<eos>")
     model = tiny_causal_lm(vocab_size=len(tokenizer), pad_token_id=tokenizer.pad_token_id)
-    args = train_args(Path(out_dir), per_device_train_batch_size=per_device_batch, max_steps=4, dual_lr=0.5)
+    options = dict(per_device_train_batch_size=per_device_batch, max_steps=4, dual_lr=0.5)
+    if save_steps:
+        options.update(save_strategy="steps", save_steps=save_steps)
+    args = train_args(Path(out_dir), **options)
     trainer = ConstrainedSFTTrainer(
         model=model, args=args, train_dataset=Dataset.from_list(make_rows()), processing_class=tokenizer
     )
-    trainer.train()
+    trainer.train(resume_from_checkpoint=resume)
     rank = trainer.accelerator.process_index
     weights = torch.cat([p.detach().flatten() for p in trainer.model.parameters()])
     torch.save({"duals": trainer.dual_variables, "weights": weights}, os.path.join(out_dir, f"rank{rank}.pt"))
 
 
 if __name__ == "__main__":
-    main(sys.argv[1], int(sys.argv[2]))
+    parser = argparse.ArgumentParser()
+    parser.add_argument("out_dir")
+    parser.add_argument("per_device_batch", type=int)
+    parser.add_argument("--save_steps", type=int, default=None)
+    parser.add_argument("--resume", default=None)
+    cli = parser.parse_args()
+    main(cli.out_dir, cli.per_device_batch, cli.save_steps, cli.resume)
