@@ -209,6 +209,20 @@ def test_model_by_path_with_lora(tmp_path, tokenizer, dataset):
     changed = {n for n, p in trainer.model.named_parameters() if not torch.equal(p, before[n])}
     assert changed and all("lora_" in n for n in changed)
     assert torch.all(trainer.dual_variables > 0)
+    # what push_to_hub uploads: the adapter alone, with the card; it reloads onto the base with plain PEFT
+    from peft import AutoPeftModelForCausalLM
+
+    saved = tmp_path / "adapter"
+    trainer.save_model(str(saved))
+    trainer.create_model_card()
+    assert (saved / "adapter_model.safetensors").is_file() and not (saved / "model.safetensors").is_file()
+    assert "dual λ_l" in (tmp_path / "out" / "README.md").read_text()
+    reloaded = AutoPeftModelForCausalLM.from_pretrained(saved)
+    trained = {n: p for n, p in trainer.model.named_parameters() if "lora_" in n}
+    adapters = {n: p for n, p in reloaded.named_parameters() if "lora_" in n}
+    assert set(adapters) == set(trained)
+    for name, value in adapters.items():
+        assert torch.equal(value, trained[name]), name
 
 
 def test_evaluate_logs_layer_losses_and_supports_compute_metrics(tmp_path, tokenizer, dataset):
