@@ -1,5 +1,6 @@
 """Shared fixtures: tiny models built from configs and a word-level tokenizer trained on the spot (no Hub)."""
 
+import importlib.util
 import os
 import random
 
@@ -14,6 +15,14 @@ from tokenizers import Tokenizer, models, pre_tokenizers, trainers
 from transformers import PreTrainedTokenizerFast
 
 WORDS = "the cat dog sat on mat a red blue green one two three four five big small ran".split()
+
+
+def load_script(path, name: str | None = None):
+    """Import a script (a recipe, an eval or bench CLI) by its path, as a module."""
+    spec = importlib.util.spec_from_file_location(name or os.path.splitext(os.path.basename(path))[0], path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
 
 
 def tiny_config(arch: str, vocab_size: int, num_layers: int = 3, **kwargs):

@@ -6,7 +6,6 @@ import os
 
 os.environ["HF_HUB_OFFLINE"] = "1"
 
-import importlib.util
 import json
 import logging
 from pathlib import Path
@@ -30,6 +29,7 @@ from hf_cut.evaluation.local_annotator import (
     unigram_f1,
 )
 from hf_cut.models import tiny_llama_config
+from tests.conftest import load_script
 
 ROOT = Path(__file__).resolve().parents[1]
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
@@ -242,10 +242,7 @@ def test_judge_pairwise_local_win_rate():
 
 
 def _load_cli():
-    spec = importlib.util.spec_from_file_location("alpaca_eval_cli", ROOT / "eval" / "alpaca_eval.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_script(ROOT / "eval" / "alpaca_eval.py", "alpaca_eval_cli")
 
 
 def test_sweep_end_to_end_with_local_annotator(tiny_models, tmp_path):

@@ -1,6 +1,5 @@
 """The performance benchmark (bench/benchmark.py): its statistics on hand numbers, and a --quick run end to end."""
 
-import importlib.util
 import json
 import os
 import subprocess
@@ -9,16 +8,15 @@ from pathlib import Path
 
 import pytest
 
+from tests.conftest import load_script
+
 ROOT = Path(__file__).resolve().parents[1]
 SCRIPT = ROOT / "bench" / "benchmark.py"
 
 
 @pytest.fixture(scope="module")
 def bench():
-    spec = importlib.util.spec_from_file_location("hf_cut_benchmark", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_script(SCRIPT, "hf_cut_benchmark")
 
 
 def test_median_and_paired_ratios_on_hand_numbers(bench):
@@ -120,9 +118,7 @@ def test_quick_benchmark_end_to_end(tmp_path):
 
 
 def test_quality_settings_map_to_recipe_flags_and_a_table(tmp_path):
-    spec = importlib.util.spec_from_file_location("quality", ROOT / "bench" / "quality.py")
-    quality = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(quality)
+    quality = load_script(ROOT / "bench" / "quality.py")
     assert quality.setting_flags("k16") == ["--layer_loss_interval", "16", "--layer_loss_token_fraction", "1.0"]
     assert quality.setting_flags("f0.25") == ["--layer_loss_interval", "1", "--layer_loss_token_fraction", "0.25"]
     assert quality.setting_flags("erm") == ["--constrained", "false"]

@@ -7,7 +7,6 @@ import os
 
 os.environ["HF_HUB_OFFLINE"] = "1"
 
-import importlib.util
 import json
 import subprocess
 import sys
@@ -35,18 +34,12 @@ from hf_cut.evaluation.classifier_sweep import (
 from hf_cut.evaluation.report import comparison_table, load_sweep
 from hf_cut.models.minilm import packaged_minilm_path, tiny_bert_config
 from hf_cut.noise import EmbeddingNoise
+from tests.conftest import load_script
 
 ROOT = Path(__file__).resolve().parents[1]
 RECIPE = ROOT / "recipes" / "roberta_cls.py"
 YAMLS = [ROOT / "recipes" / n for n in ("roberta_cls.yaml", "roberta_imdb.yaml", "roberta_mnli.yaml")]
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
-
-
-def load_script(path: Path):
-    spec = importlib.util.spec_from_file_location(path.stem, path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 @pytest.fixture(scope="module")

@@ -13,8 +13,21 @@ SCRIPT = Path(__file__).parent / "distributed" / "train_tiny.py"
 
 def _run(cmd, tmp_path):
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "CUDA_VISIBLE_DEVICES": "", "OMP_NUM_THREADS": "1"}
-    result = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=300, cwd=tmp_path)
+    return subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=300, cwd=tmp_path)
+
+
+def _check(result):
     assert result.returncode == 0, result.stderr[-4000:]
+
+
+def _torchrun(args, tmp_path, attempts=3):
+    """2 ranks under torchrun on a free port; a port taken between the probe and the bind is retried."""
+    for _ in range(attempts):
+        cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", str(_free_port())]
+        result = _run([*cmd, str(SCRIPT), *args], tmp_path)
+        if result.returncode == 0 or "address already in use" not in result.stderr.lower():
+            break
+    _check(result)
 
 
 def _free_port() -> int:
@@ -26,9 +39,8 @@ def _free_port() -> int:
 def test_two_ranks_match_one_process(tmp_path):
     one, two = tmp_path / "one", tmp_path / "two"
     one.mkdir(), two.mkdir()
-    _run([sys.executable, str(SCRIPT), str(one), "4"], tmp_path)
-    torchrun = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", str(_free_port())]
-    _run([*torchrun, str(SCRIPT), str(two), "2"], tmp_path)
+    _check(_run([sys.executable, str(SCRIPT), str(one), "4"], tmp_path))
+    _torchrun([str(two), "2"], tmp_path)
     single = torch.load(one / "rank0.pt", weights_only=True)
     rank0 = torch.load(two / "rank0.pt", weights_only=True)
     rank1 = torch.load(two / "rank1.pt", weights_only=True)
@@ -44,13 +56,11 @@ def test_two_ranks_resume_with_their_duals(tmp_path):
     uninterrupted one does."""
     full, resumed = tmp_path / "full", tmp_path / "resumed"
     full.mkdir(), resumed.mkdir()
-    torchrun = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2"]
-    _run([*torchrun, "--master_port", str(_free_port()), str(SCRIPT), str(full), "2", "--save_steps", "2"], tmp_path)
+    _torchrun([str(full), "2", "--save_steps", "2"], tmp_path)
     checkpoint = full / "out" / "checkpoint-2"
     saved = torch.load(checkpoint / "dual_variables.pt", weights_only=True)
     assert torch.all(saved["multipliers"] > 0)
-    _run([*torchrun, "--master_port", str(_free_port()), str(SCRIPT), str(resumed), "2", "--resume", str(checkpoint)],
-         tmp_path)  # fmt: skip
+    _torchrun([str(resumed), "2", "--resume", str(checkpoint)], tmp_path)
     for rank in (0, 1):
         a = torch.load(full / f"rank{rank}.pt", weights_only=True)
         b = torch.load(resumed / f"rank{rank}.pt", weights_only=True)

@@ -6,7 +6,6 @@ import os
 
 os.environ["HF_HUB_OFFLINE"] = "1"
 
-import importlib.util
 import json
 import subprocess
 import sys
@@ -18,18 +17,12 @@ import torch
 from hf_cut.evaluation import layer_loss_table, layer_losses_from_metrics, plot_layer_losses
 from hf_cut.evaluation.plots import RATIO_HEADER
 from hf_cut.models import tiny_llama_config
+from tests.conftest import load_script
 
 ROOT = Path(__file__).resolve().parents[1]
 RECIPE = ROOT / "recipes" / "llama_sft.py"
 YAMLS = sorted((ROOT / "recipes").glob("*.yaml"))
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
-
-
-def load_script(path: Path):
-    spec = importlib.util.spec_from_file_location(path.stem, path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 @pytest.fixture(scope="module")

@@ -8,7 +8,6 @@ import os
 
 os.environ["HF_HUB_OFFLINE"] = "1"
 
-import importlib.util
 import json
 import subprocess
 import sys
@@ -25,6 +24,7 @@ from hf_cut.classifier_readout import ClassifierReadoutRequest
 from hf_cut.data_video import find_videos, load_video_dataset, load_video_folder
 from hf_cut.evaluation.denoise_sweep import denoise_sweep, evaluate_denoiser, rmse_table, write_denoise_sweep
 from hf_cut.models.unrolled import UnrolledTransformerConfig, UnrolledTransformerModel
+from tests.conftest import load_script
 
 ROOT = Path(__file__).resolve().parents[1]
 RECIPE = ROOT / "recipes" / "unrolled_denoise.py"
@@ -271,13 +271,6 @@ def test_denoise_sweep_records_and_plots(tmp_path, small_data):
 
 
 # --- Recipe ---
-
-
-def load_script(path: Path):
-    spec = importlib.util.spec_from_file_location(path.stem, path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 @pytest.mark.parametrize("path", UNROLLED_YAMLS, ids=lambda p: p.name)
