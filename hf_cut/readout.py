@@ -4,8 +4,9 @@
 runs the backbone once with every hidden state and scores the completion tokens at every layer, returning a
 :class:`LayerwiseCausalLMOutput`. The readout runs *inside* the model's forward, so DDP synchronises its gradients,
 ZeRO-3 / FSDP gather the head and the norm, and PEFT wrappers pass the call through, exactly as for the model's own
-loss. The logits are never materialised: every selected (layer, token) row goes through one call of TRL's chunked
-log-probability kernel, which projects in tiles and recomputes them in backward.
+loss. The logits are never materialised: the (layer, token) rows go through TRL's chunked log-probability kernel,
+which projects in tiles and recomputes them in backward — the last layer in a call of its own (with TRL's entropy
+and top-1 metrics), the other layers in calls of at most as many rows, so no tile is taller than the last layer's.
 
 Hidden states: HF returns ``h_0`` (the embeddings) … ``h_L``; the intermediate ones are un-normalised while the last
 one is already normalised, so ψ normalises ``h_0 … h_{L−1}`` and reads ``last_hidden_state`` as the model's own head
