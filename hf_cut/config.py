@@ -123,13 +123,14 @@ class ConstraintArguments:
         def is_number(value) -> bool:
             return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
 
+        def is_positive_int(value) -> bool:
+            return isinstance(value, int) and not isinstance(value, bool) and value >= 1
+
         if not is_number(self.descent_alpha) or not 0.0 < self.descent_alpha < 1.0:
             fail("descent_alpha", "a number in the open interval (0, 1)")
         if not is_number(self.dual_lr) or self.dual_lr <= 0.0:
             fail("dual_lr", "a finite number > 0")
-        if isinstance(self.dual_update_interval, bool) or not isinstance(self.dual_update_interval, int):
-            fail("dual_update_interval", "an integer >= 1")
-        if self.dual_update_interval < 1:
+        if not is_positive_int(self.dual_update_interval):
             fail("dual_update_interval", "an integer >= 1")
         if not is_number(self.dual_init) or self.dual_init < 0.0:
             fail("dual_init", "a finite number >= 0")
@@ -143,9 +144,7 @@ class ConstraintArguments:
             fail("noise_mean", "a finite number")
         if not is_number(self.layer_loss_token_fraction) or not 0.0 < self.layer_loss_token_fraction <= 1.0:
             fail("layer_loss_token_fraction", "a number in (0, 1]")
-        if isinstance(self.layer_loss_interval, bool) or not isinstance(self.layer_loss_interval, int):
-            fail("layer_loss_interval", "an integer >= 1")
-        if self.layer_loss_interval < 1:
+        if not is_positive_int(self.layer_loss_interval):
             fail("layer_loss_interval", "an integer >= 1")
         if not is_number(self.deep_supervision_weight) or self.deep_supervision_weight < 0.0:
             fail("deep_supervision_weight", "a finite number >= 0")
