@@ -30,6 +30,13 @@ python eval/alpaca_eval.py \
     --output_dir outputs/alpaca_eval_tiny
 ```
 
+# SmolLM2 fine-tuned on the built-in prompt/completion data: its training prompts, judged by exact match
+```bash
+python eval/alpaca_eval.py --model outputs/smollm2/cut_s0 --reference outputs/smollm2/erm_s0 \
+    --gammas 0 0.5 1 1.5 2 --instructions builtin --limit 100 --max_new_tokens 24 --batch_size 16 \
+    --prompt_format training --annotators_config local-exact --output_dir outputs/smollm2_generation_s0
+```
+
 # Against a fixed set of outputs (AlpacaEval format), e.g. the reference model's clean outputs
 ```bash
 python eval/alpaca_eval.py --model outputs/llama_sft_tiny \
@@ -64,12 +71,14 @@ def main(args: argparse.Namespace) -> dict:
         max_new_tokens=args.max_new_tokens,
         instructions=args.instructions,
         noise_mean=args.noise_mean,
+        prompt_format=args.prompt_format,
     )
-    print(f"{'γ':>6} | {'win rate %':>10} | {'std err':>7} | {'n':>4}")
+    print(f"{'γ':>6} | {'win rate %':>10} | {'std err':>7} | {'n':>4} | {'EM model %':>10} | {'EM ref %':>8}")
     for row in summary["results"]:
-        se = row.get("standard_error")
+        se, em, ref_em = row.get("standard_error"), row.get("exact_match"), row.get("reference_exact_match")
         print(f"{row['gamma']:>6g} | {row['win_rate']:>10.2f} | {'' if se is None else f'{se:.2f}':>7} | "
-              f"{row.get('n_total', ''):>4}")
+              f"{row.get('n_total', ''):>4} | {'' if em is None else f'{em:.1f}':>10} | "
+              f"{'' if ref_em is None else f'{ref_em:.1f}':>8}")
     print(json.dumps({"written": [f"{args.output_dir}/alpaca_eval.json", summary["plot"]]}))
     return summary
 
@@ -89,7 +98,8 @@ def make_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--annotators_config",
         default=None,
-        help="alpaca-eval annotator config (name or directory); 'local' = hf-cut's offline judge; "
+        help="alpaca-eval annotator config (name or directory); 'local' = hf-cut's offline judge (unigram F1); "
+        "'local-exact' = offline exact match against the reference answers (built-in prompts); "
         "default: alpaca-eval's default (API key needed)",
     )
     parser.add_argument(
@@ -97,6 +107,13 @@ def make_parser() -> argparse.ArgumentParser:
         default=None,
         help="'builtin' or a .json/.jsonl in AlpacaEval's format; default: AlpacaEval's 805 instructions from the Hub, "
         "else the built-in held-out prompts",
+    )
+    parser.add_argument(
+        "--prompt_format",
+        choices=["chat", "training"],
+        default="chat",
+        help="'chat': the tokenizer's chat template; 'training': the prompt text the model was fine-tuned on "
+        "(built-in prompts), e.g. for a chat model fine-tuned on prompt/completion data",
     )
     parser.add_argument("--seed", type=int, default=0, help="noise seed (the same for model and reference)")
     parser.add_argument("--noise_mean", type=float, default=0.0, help="μ of the noise")

@@ -138,6 +138,13 @@ class ConstraintArguments:
             isinstance(self.resilience_coef, (int, float)) and self.resilience_coef > 0
         ):
             fail("resilience_coef", "None (hard constraints) or a number > 0")
+        beta = self.resilience_coef
+        if beta is not None and math.isfinite(beta) and self.dual_lr > beta:
+            raise ValueError(
+                f"`dual_lr` ({self.dual_lr}) must be <= `resilience_coef` ({beta}): the resilient dual step "
+                "λ ← [λ (1 − η_d/β) + η_d ŝ]₊ multiplies λ by 1 − dual_lr/resilience_coef, which is negative above "
+                "1, so the duals oscillate between 0 and η_d·ŝ instead of settling at β·ŝ."
+            )
         if not is_number(self.noise_gamma) or self.noise_gamma < 0.0:
             fail("noise_gamma", "a finite number >= 0")
         if not is_number(self.noise_mean):

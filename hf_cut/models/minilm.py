@@ -10,11 +10,12 @@ falls back to :func:`tiny_bert_config` trained from scratch.
 
 from __future__ import annotations
 
-import importlib.util
 import os
 from typing import Any
 
 from transformers import BertConfig
+
+from ..packaged import package_folders
 
 __all__ = ["MINILM_PACKAGE", "packaged_minilm_path", "tiny_bert_config"]
 
@@ -26,13 +27,7 @@ def packaged_minilm_path() -> str | None:
 
     Found without importing the package (whose ``__init__`` is light, but whose loader wants sentence-transformers).
     """
-    try:
-        spec = importlib.util.find_spec(MINILM_PACKAGE)
-    except (ImportError, ValueError):
-        return None
-    if spec is None or not spec.submodule_search_locations:
-        return None
-    for location in spec.submodule_search_locations:
+    for location in package_folders(MINILM_PACKAGE):
         folder = os.path.join(location, "model")
         if os.path.isfile(os.path.join(folder, "config.json")) and os.path.isfile(
             os.path.join(folder, "model.safetensors")

@@ -12,6 +12,10 @@ The rule — it exercises the evaluation path offline, it does not measure quali
 * otherwise the output with more word tokens wins (a non-empty output beats an empty one);
 * equal scores give a draw, 1.5.
 
+:func:`make_exact_match_judge` is the second rule, a real quality metric wherever every instruction has one right
+answer (hf-cut's built-in held-out prompts): the output that equals the reference answer (after
+:func:`normalise_answer`) wins; both right or both wrong is a draw.
+
 Verdicts follow alpaca-eval's encoding: 1 = ``output_1`` preferred, 2 = ``output_2`` preferred, 1.5 = draw.
 """
 
@@ -27,7 +31,10 @@ __all__ = [
     "LOCAL_ANNOTATOR_DIR",
     "local_judge_completions",
     "local_judge_verdict",
+    "exact_match",
+    "make_exact_match_judge",
     "make_local_judge",
+    "normalise_answer",
     "parse_judge_prompt",
     "unigram_f1",
 ]
@@ -69,6 +76,16 @@ def local_judge_verdict(output_1: str, output_2: str, answer: str | None = None)
     return 1.5
 
 
+def normalise_answer(text: str) -> str:
+    """Lower-cased, whitespace collapsed, trailing full stop and surrounding whitespace removed."""
+    return " ".join(text.lower().split()).rstrip(".").strip()
+
+
+def exact_match(prediction: str, answer: str) -> bool:
+    """Does ``prediction`` equal ``answer`` after :func:`normalise_answer`?"""
+    return normalise_answer(prediction) == normalise_answer(answer)
+
+
 def parse_judge_prompt(prompt: str) -> tuple[str, str, str]:
     """``(instruction, output_1, output_2)`` from a prompt rendered with ``judge_prompt.txt``."""
     match = _PROMPT_RE.search(prompt)
@@ -77,17 +94,15 @@ def parse_judge_prompt(prompt: str) -> tuple[str, str, str]:
     return match["instruction"], match["output_1"], match["output_2"]
 
 
-def make_local_judge(answers: Mapping[str, str] | None = None) -> Callable[..., dict[str, list]]:
-    """An alpaca-eval ``fn_completions`` applying the rule, with ``answers`` (instruction → reference answer) known."""
-    answers = {k.strip(): v for k, v in (answers or {}).items()}
+def _judge(verdict: Callable[[str, str, str], float]) -> Callable[..., dict[str, list]]:
+    """An alpaca-eval ``fn_completions`` that applies ``verdict(instruction, output_1, output_2)`` to every prompt."""
 
-    def local_judge(prompts: Sequence[str], **kwargs) -> dict[str, list]:
+    def judge(prompts: Sequence[str], **kwargs) -> dict[str, list]:
         start = time.perf_counter()
         completions = []
         for prompt in prompts:
-            instruction, output_1, output_2 = parse_judge_prompt(prompt)
-            verdict = local_judge_verdict(output_1, output_2, answers.get(instruction.strip()))
-            completions.append("1.5" if verdict == 1.5 else str(int(verdict)))
+            value = verdict(*parse_judge_prompt(prompt))
+            completions.append("1.5" if value == 1.5 else str(int(value)))
         elapsed = (time.perf_counter() - start) / max(len(prompts), 1)
         return dict(
             completions=completions,
@@ -95,7 +110,31 @@ def make_local_judge(answers: Mapping[str, str] | None = None) -> Callable[..., 
             time_per_example=[elapsed] * len(prompts),
         )
 
-    return local_judge
+    return judge
+
+
+def make_exact_match_judge(answers: Mapping[str, str]) -> Callable[..., dict[str, list]]:
+    """An alpaca-eval ``fn_completions``: the output equal to the instruction's reference answer wins; both or neither
+    is a draw. Every judged instruction must be in ``answers`` (instruction → answer)."""
+    answers = {k.strip(): v for k, v in answers.items()}
+    if not answers:
+        raise ValueError("`answers` is empty: the exact-match judge needs the reference answer of every instruction.")
+
+    def verdict(instruction: str, output_1: str, output_2: str) -> float:
+        answer = answers.get(instruction.strip())
+        if answer is None:
+            raise KeyError(f"no reference answer for the instruction {instruction[:80]!r}")
+        right_1, right_2 = exact_match(output_1, answer), exact_match(output_2, answer)
+        return 1.5 if right_1 == right_2 else 1.0 if right_1 else 2.0
+
+    return _judge(verdict)
+
+
+def make_local_judge(answers: Mapping[str, str] | None = None) -> Callable[..., dict[str, list]]:
+    """An alpaca-eval ``fn_completions`` applying the rule, with ``answers`` (instruction → reference answer) known."""
+    answers = {k.strip(): v for k, v in (answers or {}).items()}
+    return _judge(lambda instruction, output_1, output_2: local_judge_verdict(
+        output_1, output_2, answers.get(instruction.strip())))  # fmt: skip
 
 
 def local_judge_completions(prompts: Sequence[str], **kwargs) -> dict[str, list]:
