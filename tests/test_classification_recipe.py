@@ -38,7 +38,8 @@ from tests.conftest import load_script
 
 ROOT = Path(__file__).resolve().parents[1]
 RECIPE = ROOT / "recipes" / "roberta_cls.py"
-YAMLS = [ROOT / "recipes" / n for n in ("roberta_cls.yaml", "roberta_imdb.yaml", "roberta_mnli.yaml")]
+YAMLS = [ROOT / "recipes" / n for n in ("roberta_cls.yaml", "roberta_imdb.yaml", "roberta_mnli.yaml",
+                                        "minilm_reviews.yaml")]  # fmt: skip
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
 

@@ -46,8 +46,10 @@ def test_recipes_exist():
 
 
 def script_for(config: Path) -> Path:
-    """The recipe script a YAML belongs to: llama_* → llama_sft.py, roberta_* → roberta_cls.py, unrolled_* → …"""
-    scripts = {"llama": "llama_sft.py", "roberta": "roberta_cls.py", "unrolled": "unrolled_denoise.py"}
+    """The recipe script a YAML belongs to: llama_*, smollm2_* → llama_sft.py, roberta_*, minilm_* → roberta_cls.py,
+    unrolled_* → unrolled_denoise.py."""
+    scripts = {"llama": "llama_sft.py", "smollm2": "llama_sft.py", "roberta": "roberta_cls.py",
+               "minilm": "roberta_cls.py", "unrolled": "unrolled_denoise.py"}  # fmt: skip
     return ROOT / "recipes" / next(script for prefix, script in scripts.items() if config.name.startswith(prefix))
 
 
