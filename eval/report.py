@@ -4,6 +4,8 @@ baseline, the share of satisfied constraints and the mean descent ratio.
 
 ```bash
 python eval/report.py outputs/ood_sweep --baseline ERM
+# mean ± std over training seeds (each saved model averaged over its noise seeds first), one column per model
+python eval/report.py docs/smollm2 --by_training_seed --metric token_accuracy
 ```
 """
 
@@ -11,16 +13,28 @@ import argparse
 
 
 def main(args: argparse.Namespace) -> None:
-    from hf_cut.evaluation.report import comparison_table, load_sweep
+    from hf_cut.evaluation.report import comparison_table, load_sweep, training_seed_table
 
-    print(comparison_table(load_sweep(args.sweep), baseline=args.baseline, metric=args.metric))
+    result = load_sweep(args.sweep)
+    if args.by_training_seed:
+        print(training_seed_table(result, metric=args.metric, percent=args.metric in ("token_accuracy", "accuracy")))
+    else:
+        print(comparison_table(result, baseline=args.baseline, metric=args.metric))
 
 
 def make_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__.strip().splitlines()[0])
     parser.add_argument("sweep", help="ood_sweep.json or the directory holding it")
     parser.add_argument("--baseline", default=None, help="model the differences are taken against")
-    parser.add_argument("--metric", default="token_accuracy", choices=["token_accuracy", "accuracy", "rmse", "loss"])
+    parser.add_argument(
+        "--metric",
+        default="token_accuracy",
+        choices=["token_accuracy", "accuracy", "rmse", "loss", "pair_satisfaction", "example_satisfaction",
+                 "descent_ratio_mean"],
+    )  # fmt: skip
+    parser.add_argument(
+        "--by_training_seed", action="store_true", help="mean ± std over training seeds, one column per model label"
+    )
     return parser
 
 

@@ -136,3 +136,24 @@ def test_bad_sweep_arguments(saved_models):
         ood_sweep(saved_models[0][:1], gammas=[-1.0], progress=False)
     with pytest.raises(ValueError, match="labels"):
         ood_sweep(saved_models[0], gammas=[0.0], labels=["only-one"], progress=False)
+
+
+def test_training_seed_table_averages_noise_seeds_first():
+    """Two models of one label, two noise seeds each: std over the models' own means, by hand."""
+    from hf_cut.evaluation.report import training_seed_summary, training_seed_table
+    from hf_cut.evaluation.sweep import SweepResult
+
+    def rec(label, path, gamma, seed, acc):
+        return {"model": label, "path": path, "gamma": gamma, "seed": seed, "token_accuracy": acc, "loss": 1.0,
+                "layer_losses": [2.0, 1.0]}  # fmt: skip
+
+    records = [rec("A", "a0", 0.0, 0, 0.50), rec("A", "a0", 0.0, 1, 0.70),   # model a0: 0.60
+               rec("A", "a1", 0.0, 0, 0.80), rec("A", "a1", 0.0, 1, 0.80),   # model a1: 0.80
+               rec("B", "b0", 0.0, 0, 0.30), rec("B", "b0", 1.0, 0, 0.10)]  # fmt: skip
+    summary = training_seed_summary(SweepResult(records=records))
+    row = summary["A"][0.0]
+    assert row["num_models"] == 2 and row["token_accuracy_mean"] == pytest.approx(0.70)
+    assert row["token_accuracy_std"] == pytest.approx(0.1414213562, rel=1e-6)  # stdev(0.6, 0.8) = 0.2/√2
+    assert summary["B"][1.0]["token_accuracy_std"] == 0.0
+    table = training_seed_table(SweepResult(records=records))
+    assert "| 0 | 70.0 ± 14.1% | 30.0 ± 0.0% |" in table and "| 1 |  | 10.0 ± 0.0% |" in table

@@ -137,6 +137,21 @@ def test_plot_cli_on_recipe_output(default_run, tmp_path, capsys):
     assert header == ["layer", "a", "b"] and len(rows) == 7
 
 
+def test_plot_cli_from_a_sweep(tmp_path, capsys):
+    aggregates = [{"model": m, "gamma": g, "layer_losses_mean": [10.0 * (g + 1), v, 1.0]}
+                  for m, v in (("pretrained", 20.0), ("ERM", 5.0)) for g in (0.0, 1.0)]  # fmt: skip
+    (tmp_path / "ood_sweep.json").write_text(json.dumps({"records": [], "aggregates": aggregates}))
+    cli = load_script(ROOT / "eval" / "plot_layer_losses.py")
+    png = tmp_path / "fig.png"
+    cli.main(cli.make_parser().parse_args(["--sweep", str(tmp_path), "--gamma", "1", "--models", "ERM", "--log",
+                                           "--output", str(png)]))  # fmt: skip
+    assert png.read_bytes()[:8] == PNG_MAGIC
+    header, rows = parse_table(capsys.readouterr().out.split("\n📈")[0])
+    assert header == ["layer", "ERM", RATIO_HEADER] and [float(r[1]) for r in rows] == [20.0, 5.0, 1.0]
+    with pytest.raises(SystemExit, match="not in the sweep"):
+        cli.main(cli.make_parser().parse_args(["--sweep", str(tmp_path), "--models", "constrained"]))
+
+
 # --- hf_cut.evaluation.plots and hf_cut.models ---
 
 

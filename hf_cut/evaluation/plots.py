@@ -77,10 +77,13 @@ def layer_loss_table(curves: Mapping[str, Sequence[float]], digits: int = 4) -> 
     return "\n".join([line(header), separator, *(line(r) for r in rows)])
 
 
-def plot_layer_losses(curves: Mapping[str, Sequence[float]], path: str, title: str | None = None) -> str:
+def plot_layer_losses(
+    curves: Mapping[str, Sequence[float]], path: str, title: str | None = None, log_scale: bool = False
+) -> str:
     """Plot loss against layer index ``0 … L`` (one line with markers per label) and save it as a PNG at ``path``.
 
-    Linear y axis, x ticks at the integer layers. Uses matplotlib's Agg canvas directly (no display, no pyplot state).
+    Linear y axis (logarithmic with ``log_scale``, for real LLMs whose ℓ_0 is tens of nats above ℓ_L), x ticks at the
+    integer layers. Uses matplotlib's Agg canvas directly (no display, no pyplot state).
     Creates the parent directory if needed and returns ``path``.
     """
     from matplotlib.backends.backend_agg import FigureCanvasAgg
@@ -100,7 +103,7 @@ def plot_layer_losses(curves: Mapping[str, Sequence[float]], path: str, title: s
     ax.set_xticks(range(0, num_layers, step))
     ax.set_xlabel("layer l (0 = embeddings)")
     ax.set_ylabel(r"loss $\ell_l$")
-    ax.set_yscale("linear")
+    ax.set_yscale("log" if log_scale else "linear")
     ax.grid(True, alpha=0.3)
     ax.legend()
     if title:

@@ -5,11 +5,12 @@ from __future__ import annotations
 import csv
 import json
 import os
+import statistics
 from collections.abc import Sequence
 
 from .sweep import SCALAR_METRICS, SweepResult
 
-__all__ = ["comparison_table", "load_sweep", "plot_sweep", "write_sweep"]
+__all__ = ["comparison_table", "load_sweep", "plot_sweep", "training_seed_summary", "training_seed_table", "write_sweep"]
 
 JSON_NAME = "ood_sweep.json"
 CSV_NAME = "ood_sweep.csv"
@@ -128,4 +129,55 @@ def comparison_table(result: SweepResult, baseline: str | None = None, metric: s
                 f"{row['pair_satisfaction_mean']:.3f} | {row['example_satisfaction_mean']:.3f} | "
                 f"{row['descent_ratio_mean_mean']:.3f} |"
             )
+    return "\n".join(lines)
+
+
+def training_seed_summary(
+    result: SweepResult, metrics: Sequence[str] = (*SCALAR_METRICS, "accuracy", "rmse")
+) -> dict[str, dict]:
+    """Per model label and γ, each metric as mean ± std over *training* seeds: every saved model (``path``) is first
+    averaged over its noise seeds, then the models sharing a label are compared (std 0 for a single model).
+
+    Returns ``{label: {gamma: {"num_models": n, "<metric>_mean": …, "<metric>_std": …}}}``.
+    """
+    per_model: dict[tuple[str, float, str], list[dict]] = {}
+    for record in result.records:
+        per_model.setdefault((record["model"], record["gamma"], record.get("path", "")), []).append(record)
+    grouped: dict[str, dict[float, list[dict]]] = {}
+    for (label, gamma, _), records in per_model.items():
+        means = {m: statistics.fmean(r[m] for r in records) for m in metrics if all(m in r for r in records)}
+        grouped.setdefault(label, {}).setdefault(gamma, []).append(means)
+    summary: dict[str, dict] = {}
+    for label, by_gamma in grouped.items():
+        summary[label] = {}
+        for gamma, models in sorted(by_gamma.items()):
+            row: dict = {"num_models": len(models)}
+            for m in (m for m in metrics if all(m in x for x in models)):
+                values = [x[m] for x in models]
+                row[f"{m}_mean"] = statistics.fmean(values)
+                row[f"{m}_std"] = statistics.stdev(values) if len(values) > 1 else 0.0
+            summary[label][gamma] = row
+    return summary
+
+
+def training_seed_table(result: SweepResult, metric: str = "token_accuracy", percent: bool = True) -> str:
+    """Markdown table, one row per γ and one column per model label: ``metric`` as mean ± std over training seeds
+    (noise seeds averaged first; see :func:`training_seed_summary`), in % when ``percent``."""
+    summary = training_seed_summary(result)
+    labels = list(summary)
+    gammas = sorted({g for rows in summary.values() for g in rows})
+    scale, unit, digits = (100.0, "%", 1) if percent else (1.0, "", 3)
+    lines = ["| γ | " + " | ".join(f"{label} (n={max(r['num_models'] for r in summary[label].values())})"
+                                   for label in labels) + " |",  # fmt: skip
+             "| --- |" + " --- |" * len(labels)]
+    for gamma in gammas:
+        cells = []
+        for label in labels:
+            row = summary[label].get(gamma)
+            if row is None or f"{metric}_mean" not in row:
+                cells.append("")
+                continue
+            mean, std = scale * row[f"{metric}_mean"], scale * row[f"{metric}_std"]
+            cells.append(f"{mean:.{digits}f} ± {std:.{digits}f}{unit}")
+        lines.append(f"| {gamma:g} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
