@@ -196,12 +196,12 @@ def test_exact_match_judge_matches_hand_verdicts():
 
 
 def test_instructions_builtin_fallback_and_files(tmp_path, monkeypatch, caplog):
-    import hf_cut.evaluation.alpaca as alpaca
+    import hf_cut.evaluation.alpaca_data as alpaca_data
 
     def offline(filename):
         raise OSError("Hub unreachable")
 
-    monkeypatch.setattr(alpaca, "_hub_json", offline)
+    monkeypatch.setattr(alpaca_data, "_hub_json", offline)
     with caplog.at_level(logging.WARNING, logger="hf_cut.evaluation.alpaca"):
         rows = load_alpaca_eval_instructions(limit=20)
     assert "built-in held-out prompts" in caplog.text

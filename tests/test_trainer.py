@@ -1,7 +1,5 @@
 """ConstrainedSFTTrainer: the loss, the duals, gradient accumulation, resume, bad input, the model card."""
 
-import json
-import os
 
 import pytest
 import torch
@@ -9,7 +7,7 @@ from datasets import Dataset
 from trl import SFTConfig
 
 from hf_cut import ConstrainedSFTConfig, ConstrainedSFTTrainer
-from tests.conftest import make_rows, tiny_causal_lm, tiny_trainer, train_args
+from tests.conftest import tiny_causal_lm, tiny_trainer, train_args
 
 
 def _naive_layer_losses(trainer, batch):

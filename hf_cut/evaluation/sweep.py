@@ -131,6 +131,10 @@ def sweep_labels(
 def _load(model_path: str):
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
+    from ..models.smollm2 import resolve_model_name
+
+    model_path = resolve_model_name(model_path)  # "smollm2": the packaged SmolLM2-135M-Instruct
+
     tokenizer = AutoTokenizer.from_pretrained(model_path)
     model = AutoModelForCausalLM.from_pretrained(model_path)
     return model, tokenizer
@@ -151,7 +155,8 @@ def ood_sweep(
     """Sweep γ for several saved models on the same evaluation set.
 
     Args:
-        models: paths (or Hub names) of saved causal LMs with their tokenizers.
+        models: paths (or Hub names) of saved causal LMs with their tokenizers; ``"smollm2"`` is the packaged
+            SmolLM2-135M-Instruct (:func:`hf_cut.models.packaged_smollm2_path`).
         gammas: noise levels γ; 0 is in distribution.
         dataset: ``None`` for the built-in held-out split, else a Hub name or local path for
             :func:`hf_cut.data.load_instruction_dataset` (its ``test`` split is used).
