@@ -351,3 +351,25 @@ def test_sweep_with_training_prompts_and_exact_match(tiny_models, tmp_path):
     assert summary["prompt_format"] == "training" and result["annotator"] == "local-exact"
     with pytest.raises(ValueError, match="prompt_format"):
         alpaca_eval_sweep(paths["trained"], None, [0.0], str(out), prompt_format="plain")
+
+
+def test_generation_report_pools_training_seeds(tmp_path, capsys):
+    def write(name, rows):
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "alpaca_eval.json").write_text(json.dumps(
+            {"model": name, "reference": "erm", "annotator": "local-exact", "num_instructions": 4, "results": rows}))
+
+    write("cut_vs_erm_s0", [{"gamma": 0.0, "win_rate": 50.0, "exact_match": 40.0, "reference_exact_match": 40.0},
+                            {"gamma": 1.5, "win_rate": 70.0, "exact_match": 20.0, "reference_exact_match": 10.0}])
+    write("cut_vs_erm_s1", [{"gamma": 0.0, "win_rate": 60.0, "exact_match": 50.0, "reference_exact_match": 45.0},
+                            {"gamma": 1.5, "win_rate": 80.0, "exact_match": 30.0, "reference_exact_match": 10.0}])
+    (tmp_path / "notes").mkdir()  # ignored: no alpaca_eval.json
+    cli = load_script(ROOT / "eval" / "generation_report.py")
+    summary = cli.main(cli.make_parser().parse_args([str(tmp_path), "--output", str(tmp_path / "gen.json")]))
+    (block,) = summary.values()
+    zero, noisy = block["results"]
+    assert list(summary) == ["cut_vs_erm"] and zero["num_seeds"] == 2 and len(block["runs"]) == 2
+    assert zero["win_rate"] == {"mean": 55.0, "std": pytest.approx(7.0710678)}
+    assert noisy["exact_match"]["mean"] == 25.0 and noisy["reference_exact_match"] == {"mean": 10.0, "std": 0.0}
+    assert "| cut_vs_erm | 1.5 | 2 | 75.0 ± 7.1% | 25.0 ± 7.1% | 10.0 ± 0.0% |" in capsys.readouterr().out
+    assert json.loads((tmp_path / "gen.json").read_text()) == summary
