@@ -8,6 +8,7 @@ its readout returned into the training loss with :meth:`_lagrangian_terms` and i
 
 from __future__ import annotations
 
+import math
 import os
 import warnings
 from collections import defaultdict
@@ -91,12 +92,23 @@ class ConstrainedMixin:
         ``ℓ_L``), and, when constrained, the layer losses accumulated (``count`` items) for the next dual step."""
         args = self.args
         if args.constrained:
-            self.duals.accumulate(layer_losses, count)
+            if not self.duals.accumulate(layer_losses, count):
+                self._warn_nonfinite(layer_losses)
             penalty = lagrangian_penalty(layer_losses, self.duals.multipliers, args.descent_alpha, args.detach_previous_loss)
             return weight * penalty
         if args.deep_supervision_weight > 0 and self.num_layers > 1:
             return weight * args.deep_supervision_weight * layer_losses[1:-1].mean()
         return layer_losses.new_zeros(())
+
+    def _warn_nonfinite(self, layer_losses: torch.Tensor) -> None:
+        values = layer_losses.detach().float().tolist()
+        layers = [layer for layer, value in enumerate(values) if not math.isfinite(value)]
+        warnings.warn(
+            f"global_step {self.state.global_step}: non-finite layer losses at layers {layers or '(token count)'}; this "
+            "micro-batch is left out of the dual step (logged as dual/skipped_nonfinite).",
+            RuntimeWarning,
+            stacklevel=3,
+        )
 
     def _record_layer_metrics(self, mode: str, layer_losses: torch.Tensor, logged: torch.Tensor | None = None) -> None:
         """Log ``layer_loss/{l}``, ``slack/{l}``, ``constraint_satisfaction`` and ``descent_ratio_mean`` (means over
@@ -117,6 +129,8 @@ class ConstrainedMixin:
         mode = "train" if self.model.training else "eval"
         for layer, value in enumerate(self.duals.multipliers.tolist(), start=1):
             self._metrics[mode][f"dual/{layer}"] = [value]
+        if self.args.constrained:  # micro-batches left out of the dual steps so far (non-finite layer losses)
+            self._metrics[mode]["dual/skipped_nonfinite"] = [float(self.duals.skipped_nonfinite)]
         for key, values in self._metrics[mode].items():
             if key.startswith("layer_loss/") and values:
                 self._final_layer_losses[mode][int(key.split("/")[1])] = sum(values) / len(values)
@@ -138,7 +152,7 @@ class ConstrainedMixin:
             return
         path = os.path.join(checkpoint, DUALS_NAME)
         if os.path.isfile(path):
-            self.duals.load_state_dict(torch.load(path, weights_only=True))
+            self.duals.load_state_dict(torch.load(path, weights_only=True), source=path)
         elif self.args.constrained:
             warnings.warn(f"{path} not found: the dual variables restart from `dual_init`.", stacklevel=2)
 

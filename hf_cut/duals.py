@@ -88,6 +88,7 @@ class DualVariables:
         self._loss_sums = torch.zeros(num_constraints + 1, dtype=torch.float64)
         self._num_tokens = torch.zeros((), dtype=torch.float64)
         self.num_steps = 0
+        self.skipped_nonfinite = 0
 
     def __len__(self) -> int:
         return self.multipliers.numel()
@@ -98,14 +99,22 @@ class DualVariables:
             return torch.zeros_like(self.multipliers)
         return self.multipliers / self.resilience_coef
 
-    def accumulate(self, layer_losses: torch.Tensor, num_tokens: int | float | torch.Tensor) -> None:
-        """Add the layer losses ``ℓ_0 … ℓ_L`` of one micro-batch, estimated on ``num_tokens`` tokens."""
+    def accumulate(self, layer_losses: torch.Tensor, num_tokens: int | float | torch.Tensor) -> bool:
+        """Add the layer losses ``ℓ_0 … ℓ_L`` of one micro-batch, estimated on ``num_tokens`` tokens.
+
+        A micro-batch with a non-finite loss (NaN, ±inf: an fp16 overflow, a bad example) or token count is left out
+        and counted in :attr:`skipped_nonfinite`; the others of the step still count. Returns whether it was added.
+        """
         losses = layer_losses.detach().to("cpu", torch.float64)
         if losses.numel() != self._loss_sums.numel():
             raise ValueError(f"Expected {self._loss_sums.numel()} layer losses, got {losses.numel()}.")
         weight = float(num_tokens)
+        if not (math.isfinite(weight) and bool(torch.isfinite(losses).all())):
+            self.skipped_nonfinite += 1
+            return False
         self._loss_sums += losses * weight
         self._num_tokens += weight
+        return True
 
     def step(self, device: torch.device | str | None = None, scale: float = 1.0) -> torch.Tensor:
         """One projected ascent step from the slack accumulated since the last step; returns that slack.
@@ -126,7 +135,9 @@ class DualVariables:
         loss_sums, num_tokens = sums[:-1], sums[-1]
         self._loss_sums.zero_()
         self._num_tokens.zero_()
-        if num_tokens <= 0:  # nothing seen since the last step: keep λ
+        # nothing (finite) seen since the last step, on any rank: keep λ (the reduced sums are the same on every rank,
+        # so every rank decides alike)
+        if num_tokens <= 0 or not bool(torch.isfinite(sums).all()):
             return self.last_slack.clone()
         estimate = slack(loss_sums / num_tokens, self.alpha)
         self.multipliers = (self.multipliers + scale * self.lr * (estimate - self.relaxation())).clamp(min=0.0)
@@ -142,21 +153,35 @@ class DualVariables:
             "loss_sums": self._loss_sums.clone(),
             "num_tokens": self._num_tokens.clone(),
             "num_steps": self.num_steps,
+            "skipped_nonfinite": self.skipped_nonfinite,
             "alpha": self.alpha,
             "lr": self.lr,
             "resilience_coef": self.resilience_coef,
         }
 
-    def load_state_dict(self, state: dict) -> None:
-        """Restore :meth:`state_dict`; the number of constraints must match."""
+    def load_state_dict(self, state: dict, source: str | None = None) -> None:
+        """Restore :meth:`state_dict`; the number of constraints must match and every value be finite.
+
+        ``source`` (e.g. the checkpoint file) is named in the error messages.
+        """
+        where = f"{source}: " if source else ""
         multipliers = torch.as_tensor(state["multipliers"], dtype=torch.float64)
         if multipliers.shape != self.multipliers.shape:
             raise ValueError(
-                f"Checkpoint holds {multipliers.numel()} dual variables, the model has {self.multipliers.numel()} "
-                "constraints."
+                f"{where}checkpoint holds {multipliers.numel()} dual variables, the model has "
+                f"{self.multipliers.numel()} constraints."
             )
+        for key in ("multipliers", "last_slack", "loss_sums", "num_tokens"):
+            values = torch.as_tensor(state[key], dtype=torch.float64)
+            if not bool(torch.isfinite(values).all()):
+                bad = torch.nonzero(~torch.isfinite(values.reshape(-1))).flatten().tolist()
+                raise ValueError(
+                    f"{where}the dual variables' `{key}` holds non-finite values (entries {bad[:10]}); refusing to "
+                    "resume from it. Resume from an earlier checkpoint, or delete the file to restart λ at `dual_init`."
+                )
         self.multipliers = multipliers.clone()
         self.last_slack = torch.as_tensor(state["last_slack"], dtype=torch.float64).clone()
         self._loss_sums = torch.as_tensor(state["loss_sums"], dtype=torch.float64).clone()
         self._num_tokens = torch.as_tensor(state["num_tokens"], dtype=torch.float64).clone()
         self.num_steps = int(state["num_steps"])
+        self.skipped_nonfinite = int(state.get("skipped_nonfinite", 0))

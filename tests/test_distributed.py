@@ -66,3 +66,21 @@ def test_two_ranks_resume_with_their_duals(tmp_path):
         b = torch.load(resumed / f"rank{rank}.pt", weights_only=True)
         assert torch.allclose(a["duals"], b["duals"], atol=1e-6)
         assert torch.allclose(a["weights"], b["weights"], atol=1e-6)
+
+
+def test_two_ranks_agree_when_one_rank_sees_a_nan(tmp_path):
+    """Rank 0's micro-batch of the last step is poisoned (NaN from decoder layer 1 on; the last, since its NaN
+    gradient reaches every rank's weights): it is left out, rank 1's counts, and both ranks take the same dual steps —
+    the trajectory recomputed by hand from what each rank measured."""
+    _torchrun([str(tmp_path), "2", "--poison_rank", "0", "--poison_call", "4"], tmp_path)
+    rank0 = torch.load(tmp_path / "rank0.pt", weights_only=False)
+    rank1 = torch.load(tmp_path / "rank1.pt", weights_only=False)
+    assert (rank0["skipped"], rank1["skipped"]) == (1, 0)
+    assert torch.equal(rank0["duals"], rank1["duals"]) and torch.isfinite(rank0["duals"]).all()
+    lam = torch.zeros(3, dtype=torch.float64)
+    for (l0, n0), (l1, n1) in zip(rank0["seen"], rank1["seen"]):  # one micro-batch per rank and step
+        parts = [(l, n) for l, n in ((l0, n0), (l1, n1)) if torch.isfinite(l).all()]
+        mean = sum(l * n for l, n in parts) / sum(n for _, n in parts)
+        lam = torch.clamp(lam + 0.5 * (mean[1:] - 0.9 * mean[:-1]), min=0)
+    assert not torch.isfinite(rank0["seen"][3][0]).all() and len(rank0["seen"]) == 4
+    assert torch.allclose(rank0["duals"].double(), lam, atol=1e-5)

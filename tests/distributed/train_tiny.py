@@ -1,7 +1,10 @@
 """Train the tiny test model for a few steps and save its dual variables and weights (run under torchrun or alone).
 
     torchrun --nproc_per_node 2 tests/distributed/train_tiny.py OUT_DIR PER_DEVICE_BATCH [--save_steps N]
-        [--resume CHECKPOINT]
+        [--resume CHECKPOINT] [--poison_rank R --poison_call N]
+
+With --poison_rank, rank R turns decoder layer 1's output into NaN on its N-th training forward; every rank then
+also saves the layer losses it handed to the dual variables (`seen`).
 
 (accelerate enables FSDP and DeepSpeed only on accelerators: on CPU, data parallel over gloo is what runs.)
 """
@@ -21,7 +24,8 @@ from transformers import PreTrainedTokenizerFast  # noqa: E402
 from tests.conftest import WORDS, make_rows, tiny_causal_lm, train_args  # noqa: E402
 
 
-def main(out_dir: str, per_device_batch: int, save_steps: int | None, resume: str | None) -> None:
+def main(out_dir: str, per_device_batch: int, save_steps: int | None, resume: str | None,
+         poison_rank: int | None = None, poison_call: int = 1) -> None:  # fmt: skip
     from pathlib import Path
 
     from hf_cut import ConstrainedSFTTrainer
@@ -38,10 +42,25 @@ def main(out_dir: str, per_device_batch: int, save_steps: int | None, resume: st
     trainer = ConstrainedSFTTrainer(
         model=model, args=args, train_dataset=Dataset.from_list(make_rows()), processing_class=tokenizer
     )
-    trainer.train(resume_from_checkpoint=resume)
     rank = trainer.accelerator.process_index
+    seen = []
+    if poison_rank is not None:
+        from tests.test_reliability import _poison
+
+        accumulate = trainer.duals.accumulate
+
+        def spy(losses, count):
+            seen.append((losses.detach().double().clone(), float(count)))
+            return accumulate(losses, count)
+
+        trainer.duals.accumulate = spy
+        if rank == poison_rank:
+            _poison(model, layer=1, on_call=poison_call)
+    trainer.train(resume_from_checkpoint=resume)
     weights = torch.cat([p.detach().flatten() for p in trainer.model.parameters()])
-    torch.save({"duals": trainer.dual_variables, "weights": weights}, os.path.join(out_dir, f"rank{rank}.pt"))
+    result = {"duals": trainer.dual_variables, "weights": weights, "seen": seen,
+              "skipped": trainer.duals.skipped_nonfinite}  # fmt: skip
+    torch.save(result, os.path.join(out_dir, f"rank{rank}.pt"))
 
 
 if __name__ == "__main__":
@@ -50,5 +69,7 @@ if __name__ == "__main__":
     parser.add_argument("per_device_batch", type=int)
     parser.add_argument("--save_steps", type=int, default=None)
     parser.add_argument("--resume", default=None)
+    parser.add_argument("--poison_rank", type=int, default=None)
+    parser.add_argument("--poison_call", type=int, default=1)
     cli = parser.parse_args()
-    main(cli.out_dir, cli.per_device_batch, cli.save_steps, cli.resume)
+    main(cli.out_dir, cli.per_device_batch, cli.save_steps, cli.resume, cli.poison_rank, cli.poison_call)
