@@ -1,7 +1,8 @@
 """Train the tiny test model for a few steps and save its dual variables and weights (run under torchrun or alone).
 
     torchrun --nproc_per_node 2 tests/distributed/train_tiny.py OUT_DIR PER_DEVICE_BATCH [--save_steps N]
-        [--resume CHECKPOINT] [--poison_rank R --poison_call N]
+        [--resume CHECKPOINT] [--poison_rank R --poison_call N] [--max_steps N] [--layer_loss_interval K]
+        [--step_sleep SECONDS]
 
 With --poison_rank, rank R turns decoder layer 1's output into NaN on its N-th training forward; every rank then
 also saves the layer losses it handed to the dual variables (`seen`).
@@ -25,7 +26,8 @@ from tests.conftest import WORDS, make_rows, tiny_causal_lm, train_args  # noqa:
 
 
 def main(out_dir: str, per_device_batch: int, save_steps: int | None, resume: str | None,
-         poison_rank: int | None = None, poison_call: int = 1) -> None:  # fmt: skip
+         poison_rank: int | None = None, poison_call: int = 1, max_steps: int = 4, layer_loss_interval: int = 1,
+         step_sleep: float = 0.0) -> None:  # fmt: skip
     from pathlib import Path
 
     from hf_cut import ConstrainedSFTTrainer
@@ -35,7 +37,8 @@ def main(out_dir: str, per_device_batch: int, save_steps: int | None, resume: st
     tok.train_from_iterator([" ".join(WORDS)], trainers.WordLevelTrainer(special_tokens=["<unk>", "<pad>", "<eos>"]))
     tokenizer = PreTrainedTokenizerFast(tokenizer_object=tok, unk_token="<unk>", pad_token="<pad>", eos_token="<eos>")
     model = tiny_causal_lm(vocab_size=len(tokenizer), pad_token_id=tokenizer.pad_token_id)
-    options = dict(per_device_train_batch_size=per_device_batch, max_steps=4, dual_lr=0.5)
+    options = dict(per_device_train_batch_size=per_device_batch, max_steps=max_steps, dual_lr=0.5,
+                   layer_loss_interval=layer_loss_interval)  # fmt: skip
     if save_steps:
         options.update(save_strategy="steps", save_steps=save_steps)
     args = train_args(Path(out_dir), **options)
@@ -56,6 +59,16 @@ def main(out_dir: str, per_device_batch: int, save_steps: int | None, resume: st
         trainer.duals.accumulate = spy
         if rank == poison_rank:
             _poison(model, layer=1, on_call=poison_call)
+    if step_sleep:  # slow steps, so that a test can kill the run between two checkpoints
+        import time
+
+        from transformers import TrainerCallback
+
+        class Sleep(TrainerCallback):
+            def on_step_end(self, args, state, control, **kwargs):
+                time.sleep(step_sleep)
+
+        trainer.add_callback(Sleep())
     trainer.train(resume_from_checkpoint=resume)
     weights = torch.cat([p.detach().flatten() for p in trainer.model.parameters()])
     result = {"duals": trainer.dual_variables, "weights": weights, "seen": seen,
@@ -71,5 +84,9 @@ if __name__ == "__main__":
     parser.add_argument("--resume", default=None)
     parser.add_argument("--poison_rank", type=int, default=None)
     parser.add_argument("--poison_call", type=int, default=1)
+    parser.add_argument("--max_steps", type=int, default=4)
+    parser.add_argument("--layer_loss_interval", type=int, default=1)
+    parser.add_argument("--step_sleep", type=float, default=0.0)
     cli = parser.parse_args()
-    main(cli.out_dir, cli.per_device_batch, cli.save_steps, cli.resume, cli.poison_rank, cli.poison_call)
+    main(cli.out_dir, cli.per_device_batch, cli.save_steps, cli.resume, cli.poison_rank, cli.poison_call,
+         cli.max_steps, cli.layer_loss_interval, cli.step_sleep)  # fmt: skip
