@@ -122,5 +122,28 @@ def make_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def check_args(args: argparse.Namespace) -> None:
+    """Bad input, before any model is loaded: γ, the model, the reference (a model or an outputs file)."""
+    from hf_cut.validation import check_gammas, check_model_paths
+
+    check_gammas(args.gammas)
+    check_model_paths([args.model], short_names=("smollm2",))
+    if args.reference is not None:
+        if args.reference.endswith((".json", ".jsonl")):
+            if not os.path.isfile(args.reference):
+                raise ValueError(f"--reference: the outputs file {args.reference!r} does not exist.")
+        else:
+            check_model_paths([args.reference], name="--reference", short_names=("smollm2",))
+    if args.limit is not None and args.limit < 1:
+        raise ValueError(f"--limit: must be a positive number of instructions, got {args.limit}.")
+
+
+def parse_args(argv=None) -> argparse.Namespace:
+    """The command line, checked before any model is loaded (a usage error names the bad argument)."""
+    from hf_cut.validation import parse_checked
+
+    return parse_checked(make_parser(), argv, check_args)
+
+
 if __name__ == "__main__":
-    main(make_parser().parse_args())
+    main(parse_args())

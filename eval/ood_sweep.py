@@ -24,6 +24,8 @@ python eval/ood_sweep.py --model outputs/llama31-8b-alpaca-cut --dataset tatsu-l
 
 import argparse
 
+SHORT_NAMES = ("smollm2",)  # model names resolved by hf-cut itself
+
 
 def main(args: argparse.Namespace) -> None:
     from hf_cut.evaluation.report import comparison_table, write_sweep
@@ -61,6 +63,12 @@ def make_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def parse_args(argv=None) -> argparse.Namespace:
+    """The command line, checked before any model is loaded (a usage error names the bad argument)."""
+    from hf_cut.validation import check_sweep_args, parse_checked
+
+    return parse_checked(make_parser(), argv, lambda args: check_sweep_args(args, SHORT_NAMES))
+
+
 if __name__ == "__main__":
-    parser = make_parser()
-    main(parser.parse_args())
+    main(parse_args())

@@ -28,6 +28,8 @@ python eval/ood_sweep_cls.py --model outputs/roberta-base-mnli-cut outputs/rober
 
 import argparse
 
+SHORT_NAMES = ()  # model names resolved by hf-cut itself
+
 
 def main(args: argparse.Namespace) -> None:
     from hf_cut.evaluation.classifier_sweep import classifier_ood_sweep, sweep_metric, write_classifier_sweep
@@ -73,6 +75,12 @@ def make_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def parse_args(argv=None) -> argparse.Namespace:
+    """The command line, checked before any model is loaded (a usage error names the bad argument)."""
+    from hf_cut.validation import check_sweep_args, parse_checked
+
+    return parse_checked(make_parser(), argv, lambda args: check_sweep_args(args, SHORT_NAMES))
+
+
 if __name__ == "__main__":
-    parser = make_parser()
-    main(parser.parse_args())
+    main(parse_args())

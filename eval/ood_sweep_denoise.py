@@ -24,6 +24,8 @@ python eval/ood_sweep_denoise.py --model outputs/unrolled_ucsd outputs/unrolled_
 """
 
 import argparse
+
+SHORT_NAMES = ()  # model names resolved by hf-cut itself
 import json
 import os
 from dataclasses import asdict, fields
@@ -102,6 +104,12 @@ def make_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def parse_args(argv=None) -> argparse.Namespace:
+    """The command line, checked before any model is loaded (a usage error names the bad argument)."""
+    from hf_cut.validation import check_sweep_args, parse_checked
+
+    return parse_checked(make_parser(), argv, lambda args: check_sweep_args(args, SHORT_NAMES))
+
+
 if __name__ == "__main__":
-    parser = make_parser()
-    main(parser.parse_args())
+    main(parse_args())

@@ -110,7 +110,10 @@ def main(script_args, training_args, model_args):
 
     # Data: train and held-out test splits in prompt/completion (or messages) form
     load_kwargs = {"name": script_args.dataset_config} if script_args.dataset_config else {}
-    dataset = load_instruction_dataset(script_args.dataset_name, seed=script_args.dataset_seed, **load_kwargs)
+    try:
+        dataset = load_instruction_dataset(script_args.dataset_name, seed=script_args.dataset_seed, **load_kwargs)
+    except ValueError as err:
+        raise ValueError(f"--dataset_name {script_args.dataset_name!r}: {err}") from err
     for split, n in (("train", script_args.num_train_examples), ("test", script_args.num_test_examples)):
         if n is not None:
             dataset[split] = dataset[split].select(range(min(n, len(dataset[split]))))
@@ -221,7 +224,18 @@ def make_parser():
     return TrlParser((LlamaSFTScriptArguments, ConstrainedSFTConfig, ModelConfig))
 
 
+def check_args(script_args, training_args, model_args) -> None:
+    """Bad input, before any data or model is loaded."""
+    from hf_cut.validation import check_model_paths
+
+    check_model_paths([model_args.model_name_or_path], name="--model_name_or_path", short_names=("smollm2",))
+    for name in ("num_train_examples", "num_test_examples"):
+        value = getattr(script_args, name)
+        if value is not None and value < 1:
+            raise ValueError(f"--{name}: must be a positive number of examples, got {value}.")
+
+
 if __name__ == "__main__":
-    parser = make_parser()
-    script_args, training_args, model_args = parser.parse_args_and_config(sys.argv[1:] or ["--config", DEFAULT_CONFIG])
-    main(script_args, training_args, model_args)
+    from hf_cut.validation import parse_recipe_args
+
+    main(*parse_recipe_args(make_parser(), sys.argv[1:], DEFAULT_CONFIG, check_args))

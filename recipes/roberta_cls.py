@@ -101,6 +101,26 @@ def label_info(dataset) -> tuple[int, list[str] | None]:
     return int(max(dataset["label"])) + 1, None
 
 
+def check_labels_fit(dataset, test_splits, num_labels: int, model_path: str | None) -> None:
+    """Before the model is loaded: every split's labels are classes 0 … num_labels − 1 (regression: any float), and a
+    checkpoint that already has a classification head has as many classes as the data."""
+    from transformers import AutoConfig
+
+    from hf_cut.validation import check_class_labels
+
+    if num_labels > 1:
+        for split in ["train", *test_splits]:
+            check_class_labels(dataset[split]["label"], num_labels, name=f"--dataset_name ({split} split)")
+    if model_path is not None:
+        config = AutoConfig.from_pretrained(model_path)
+        has_head = any(a.endswith("ForSequenceClassification") for a in (config.architectures or []))
+        if has_head and config.num_labels != num_labels:
+            raise ValueError(
+                f"--model_name_or_path {model_path!r}: its classification head has {config.num_labels} classes, the "
+                f"dataset has {num_labels}; use a model without a head (a base encoder) or data with its classes."
+            )
+
+
 def train_texts(dataset) -> list[str]:
     """Every text of the training split (both sides of sentence pairs): what a new tokenizer is trained on."""
     texts = list(dataset["text"])
@@ -173,6 +193,7 @@ def main(script_args, training_args, model_args):
             dataset[split] = dataset[split].select(range(min(n, len(dataset[split]))))
     test_splits = evaluation_splits(dataset)
     num_labels, names = label_info(dataset["train"])
+    check_labels_fit(dataset, test_splits, num_labels, model_args.model_name_or_path)
 
     model, tokenizer, model_name = build_model(
         script_args, training_args, model_args, train_texts(dataset["train"]), num_labels, names
@@ -289,7 +310,18 @@ def make_parser():
     return TrlParser((ClassificationScriptArguments, ConstrainedTrainingArguments, ModelConfig))
 
 
+def check_args(script_args, training_args, model_args) -> None:
+    """Bad input, before any data or model is loaded."""
+    from hf_cut.validation import check_model_paths
+
+    check_model_paths([model_args.model_name_or_path], name="--model_name_or_path")
+    for name in ("num_train_examples", "num_test_examples", "max_length"):
+        value = getattr(script_args, name)
+        if value is not None and value < 1:
+            raise ValueError(f"--{name}: must be a positive integer, got {value}.")
+
+
 if __name__ == "__main__":
-    parser = make_parser()
-    script_args, training_args, model_args = parser.parse_args_and_config(sys.argv[1:] or ["--config", DEFAULT_CONFIG])
-    main(script_args, training_args, model_args)
+    from hf_cut.validation import parse_recipe_args
+
+    main(*parse_recipe_args(make_parser(), sys.argv[1:], DEFAULT_CONFIG, check_args))

@@ -188,6 +188,6 @@ def make_parser():
 
 
 if __name__ == "__main__":
-    parser = make_parser()
-    script_args, training_args = parser.parse_args_and_config(sys.argv[1:] or ["--config", DEFAULT_CONFIG])
-    main(script_args, training_args)
+    from hf_cut.validation import parse_recipe_args
+
+    main(*parse_recipe_args(make_parser(), sys.argv[1:], DEFAULT_CONFIG))

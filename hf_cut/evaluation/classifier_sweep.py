@@ -188,6 +188,22 @@ def _eval_split(dataset, dataset_config: str | None, split: str | None):
     return dataset[split], split
 
 
+def _check_label_fit(models: Sequence[str], eval_set) -> None:
+    """Before any model is loaded: the evaluation labels fit every classifier's ``num_labels`` (read from its config;
+    regressors, with one output, take any float target)."""
+    from transformers import AutoConfig
+
+    from ..validation import check_class_labels
+
+    if "label" not in eval_set.column_names:
+        raise ValueError(f"--dataset: the evaluation split has no 'label' column (columns: {eval_set.column_names}).")
+    values = eval_set["label"]
+    for path in models:
+        num_labels = AutoConfig.from_pretrained(path).num_labels
+        if num_labels > 1:
+            check_class_labels(values, num_labels, name=f"--dataset (for --model {path})")
+
+
 def classifier_ood_sweep(
     models: Sequence[str],
     gammas: Sequence[float],
@@ -222,6 +238,7 @@ def classifier_ood_sweep(
     eval_set, split = _eval_split(dataset, dataset_config, split)
     if limit is not None:
         eval_set = eval_set.select(range(min(limit, len(eval_set))))
+    _check_label_fit(models, eval_set)
     result = SweepResult(
         config={
             "models": [{"label": label, "path": path} for label, path in zip(labels, models)],
