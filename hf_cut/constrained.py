@@ -17,6 +17,7 @@ import torch
 from torch import nn
 from transformers import TrainerCallback
 
+from .config import normalise_resilience, resolve_resilience
 from .duals import DualVariables, descent_ratios, lagrangian_penalty, slack
 from .model_card import PAPER, constraint_section
 from .noise import EmbeddingNoise
@@ -56,7 +57,9 @@ class ConstrainedMixin:
     def _setup_constraints(self, base_model: nn.Module, num_layers: int) -> None:
         args = self.args
         self.num_layers = num_layers
-        self.duals = DualVariables(num_layers, args.descent_alpha, args.dual_lr, args.dual_init, args.resilience_coef)
+        # β: "auto" → 1/L (the config checked everything it could without L)
+        self.resilience_coef = resolve_resilience(normalise_resilience(args.resilience_coef), num_layers, args.dual_lr)
+        self.duals = DualVariables(num_layers, args.descent_alpha, args.dual_lr, args.dual_init, self.resilience_coef)
         self.noise = EmbeddingNoise(args.noise_gamma, args.noise_mean).attach(base_model)
         self.add_callback(_DualStepCallback(self))
         self._final_layer_losses: dict[str, dict[int, float]] = {"train": {}, "eval": {}}

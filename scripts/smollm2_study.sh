@@ -26,7 +26,7 @@ for s in $SEEDS; do
   train "ds_s$s" --constrained false --deep_supervision_weight 1.0 --seed "$s"
 done
 # relaxation and α (seed 0): the paper's hard constraints, a looser and a tighter β, α = 0.02 and 0.1
-train hard_s0 --resilience_coef None --seed 0
+train hard_s0 --resilience_coef None --dual_lr 0.5 --seed 0
 train cut_b1_s0 --resilience_coef 1.0 --dual_lr 0.5 --seed 0
 train cut_b0.25_s0 --resilience_coef 0.25 --dual_lr 0.1 --seed 0
 train cut_a0.02_s0 --descent_alpha 0.02 --seed 0

@@ -80,6 +80,7 @@ def train_args(tmp_path, **overrides):
         seed=0,
         data_seed=0,
         dual_lr=0.5,
+        resilience_coef=None,  # hard constraints: the hand-derived dual steps of the tests
         disable_tqdm=True,
         layer_loss_interval=1,  # the machinery at every step; tests of the interval set their own
     )

@@ -89,7 +89,7 @@ def _dataset(n=48, seed=0):
 def _args(tmp_path, **overrides):
     values = dict(
         output_dir=str(tmp_path / "out"), use_cpu=True, per_device_train_batch_size=8, max_steps=4,
-        learning_rate=1e-3, logging_steps=1, save_strategy="no", report_to=[], seed=0, dual_lr=0.5,
+        learning_rate=1e-3, logging_steps=1, save_strategy="no", report_to=[], seed=0, dual_lr=0.5, resilience_coef=None,
         disable_tqdm=True,
     )  # fmt: skip
     values.update(overrides)

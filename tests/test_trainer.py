@@ -159,10 +159,35 @@ def test_bad_option_rejected_with_its_name(tmp_path, name, value):
 def test_resilient_dual_step_must_not_overshoot(tmp_path):
     """η_d > β makes λ ← λ(1 − η_d/β) + η_d ŝ flip sign each step: refused, naming both fields; η_d = β and hard
     constraints (None, inf) with any η_d are accepted."""
-    with pytest.raises(ValueError, match=r"`dual_lr` \(0.5\) must be <= `resilience_coef` \(0.1\)"):
+    with pytest.raises(ValueError, match=r"`dual_lr` \(0.5\) must be <= `resilience_coef` \(β = 0.1\)"):
         ConstrainedSFTConfig(output_dir=str(tmp_path), use_cpu=True, dual_lr=0.5, resilience_coef=0.1)
     for beta in (0.5, None, float("inf")):
         ConstrainedSFTConfig(output_dir=str(tmp_path), use_cpu=True, dual_lr=0.5, resilience_coef=beta)
+
+
+def test_resilience_auto_is_one_over_depth(tmp_path, tokenizer, dataset):
+    """The default β = 1/L, resolved when the trainer knows L (3 layers here): a dual step of the relaxed rule by hand."""
+    from hf_cut.config import normalise_resilience
+
+    assert ConstrainedSFTConfig(output_dir=str(tmp_path), use_cpu=True).resilience_coef == "auto"
+    assert [normalise_resilience(v) for v in ("auto", "None", "hard", "inf", float("inf"), "0.25", 2)] == [
+        "auto", None, None, None, None, 0.25, 2.0]  # fmt: skip
+    with pytest.raises(ValueError, match="`resilience_coef` must be 'auto', None"):
+        ConstrainedSFTConfig(output_dir=str(tmp_path), use_cpu=True, resilience_coef="soft")
+    trainer = tiny_trainer(tmp_path, tokenizer, dataset, max_steps=2, learning_rate=0.0, dual_lr=0.2,
+                           resilience_coef="auto")  # fmt: skip
+    assert trainer.duals.resilience_coef == pytest.approx(1 / 3)
+    seen = []
+    accumulate = trainer.duals.accumulate
+    trainer.duals.accumulate = lambda losses, n: seen.append(losses.detach().double().clone()) or accumulate(losses, n)
+    trainer.train()
+    lam = torch.zeros(3, dtype=torch.float64)
+    for losses in seen:  # λ ← [λ + η (s − λ/β)]₊ with β = 1/3
+        lam = torch.clamp(lam + 0.2 * ((losses[1:] - 0.9 * losses[:-1]) - 3.0 * lam), min=0)
+    assert len(seen) == 2 and torch.allclose(trainer.dual_variables.double(), lam, atol=1e-6)
+    # η_d above 1/L: refused when the trainer learns L, naming both fields
+    with pytest.raises(ValueError, match=r"`dual_lr` \(0.5\) must be <= `resilience_coef` \(β = 0.3333 = 1/L, L = 3\)"):
+        tiny_trainer(tmp_path, tokenizer, dataset, dual_lr=0.5, resilience_coef="auto")
 
 
 def test_deep_supervision_needs_unconstrained(tmp_path):

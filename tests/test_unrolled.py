@@ -225,7 +225,7 @@ def test_constrained_trainer_layer_losses_and_duals(tmp_path, small_data):
     before = {n: p.detach().clone() for n, p in model.named_parameters()}
     args = ConstrainedTrainingArguments(
         output_dir=str(tmp_path / "out"), use_cpu=True, per_device_train_batch_size=16, max_steps=4,
-        learning_rate=1e-2, logging_steps=1, save_strategy="no", report_to=[], disable_tqdm=True, dual_lr=0.5,
+        learning_rate=1e-2, logging_steps=1, save_strategy="no", report_to=[], disable_tqdm=True, dual_lr=0.5, resilience_coef=None,
         descent_alpha=0.5, seed=0,
     )
     trainer = ConstrainedTrainer(model, args, train_dataset=small_data["train"])
