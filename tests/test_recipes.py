@@ -198,3 +198,17 @@ def test_tiny_llama_config():
     assert tiny_llama_config(50, hidden_size=48, num_heads=3).num_key_value_heads == 3
     with pytest.raises(ValueError, match="num_heads"):
         tiny_llama_config(50, hidden_size=30, num_heads=4)
+
+
+def test_runs_table_by_hand(tmp_path, capsys):
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "layer_losses.json").write_text(json.dumps({
+        "layer_losses": [9.0, 4.0, 5.0, 2.0], "dual_variables": [0.0, 1.5, 0.5], "eval_mean_token_accuracy": 0.5,
+        "constraint_satisfaction": 0.25, "descent_ratio_mean": 0.9, "train_runtime": 12.0}))  # fmt: skip
+    cli = load_script(ROOT / "eval" / "runs_table.py")
+    (row,) = cli.main(cli.parse_args([str(run), "--labels", "x", "--output", str(tmp_path / "rows.json")]))
+    assert (row["descending_layers"], row["max_intermediate_loss"], row["dual_sum"], row["dual_max"]) == (2, 5.0, 2.0, 1.5)
+    assert "| x | 2.000 | 50.0% | 4.0 | 5.0 | 2/3 | 25% | 2.00 | 1.50 | 12 s |" in capsys.readouterr().out
+    with pytest.raises(SystemExit):
+        cli.parse_args([str(tmp_path / "nothing")])
