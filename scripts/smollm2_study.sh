@@ -49,13 +49,20 @@ python eval/ood_sweep.py --model "$OUT"/{hard,cut_b1,cut_b0.25,cut_a0.02,cut_a0.
   --labels "hard (paper)" "β=1" "β=0.25" "α=0.02" "α=0.1" "ERM γ_train=0.5" "constrained γ_train=0.5" \
   --gammas $GAMMAS --seeds 0 --alpha 0.05 --limit 64 --batch_size 16 --output_dir "$DOCS/variants"
 
-# 3. Generation under noise: greedy answers to 100 held-out prompts, exact match, pairwise win rate (alpaca-eval,
-#    offline exact-match judge) of constrained against ERM and of deep supervision against ERM, per training seed
+# 3. Generation under noise: greedy answers to 64 held-out prompts (their training prompt format), exact match, and
+#    the pairwise win rate (alpaca-eval, offline exact-match judge) of constrained against ERM and of deep supervision
+#    against ERM, per training seed; the pretrained model against ERM once
+GEN=(--gammas 0 0.25 0.5 1.5 2 --instructions builtin --limit 64 --max_new_tokens 16 --batch_size 32
+     --prompt_format training --annotators_config local-exact)
 for s in $SEEDS; do
   for kind in cut ds; do
-    python eval/alpaca_eval.py --model "$OUT/${kind}_s$s" --reference "$OUT/erm_s$s" --gammas 0 0.5 1 1.5 2 \
-      --instructions builtin --limit 100 --max_new_tokens 24 --batch_size 25 --prompt_format training \
-      --annotators_config local-exact --output_dir "$DOCS/generation/${kind}_vs_erm_s$s"
+    python eval/alpaca_eval.py --model "$OUT/${kind}_s$s" --reference "$OUT/erm_s$s" "${GEN[@]}" \
+      --output_dir "$DOCS/generation/${kind}_vs_erm_s$s"
   done
 done
+python eval/alpaca_eval.py --model smollm2 --reference "$OUT/erm_s0" "${GEN[@]}" \
+  --output_dir "$DOCS/generation/pretrained_vs_erm_s0"
 python eval/generation_report.py "$DOCS/generation" --output "$DOCS/generation.json"
+# 4. The runs themselves (held-out loss, accuracy, descending layers, final duals, training time)
+python eval/runs_table.py "$OUT"/{erm,ds,cut}_s{0,1,2} "$OUT"/{hard,cut_b1,cut_b0.25,cut_a0.02,cut_a0.1,erm_g0.5,cut_g0.5}_s0 \
+  --output "$DOCS/runs.json"
