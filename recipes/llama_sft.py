@@ -191,6 +191,7 @@ def main(script_args, training_args, model_args):
             "train_runtime": train_result.metrics.get("train_runtime"),
             "global_step": trainer.state.global_step,
             "eval_metrics": metrics,
+            "log_history": trainer.state.log_history,  # the training logs (duals, layer losses) for eval/plot_duals.py
         }
         json_path = os.path.join(training_args.output_dir, "layer_losses.json")
         with open(json_path, "w", encoding="utf-8") as f:

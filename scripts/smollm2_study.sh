@@ -52,7 +52,7 @@ python eval/ood_sweep.py --model "$OUT"/{hard,cut_b1,cut_b0.25,cut_a0.02,cut_a0.
 # 3. Generation under noise: greedy answers to 64 held-out prompts (their training prompt format), exact match, and
 #    the pairwise win rate (alpaca-eval, offline exact-match judge) of constrained against ERM and of deep supervision
 #    against ERM, per training seed; the pretrained model against ERM once
-GEN=(--gammas 0 0.25 0.5 1.5 2 --instructions builtin --limit 64 --max_new_tokens 16 --batch_size 32
+GEN=(--gammas 0 0.5 1.5 2 --instructions builtin --limit 64 --max_new_tokens 16 --batch_size 32
      --prompt_format training --annotators_config local-exact)
 for s in $SEEDS; do
   for kind in cut ds; do

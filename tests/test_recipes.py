@@ -212,3 +212,17 @@ def test_runs_table_by_hand(tmp_path, capsys):
     assert "| x | 2.000 | 50.0% | 4.0 | 5.0 | 2/3 | 25% | 2.00 | 1.50 | 12 s |" in capsys.readouterr().out
     with pytest.raises(SystemExit):
         cli.parse_args([str(tmp_path / "nothing")])
+
+
+def test_plot_duals_reads_a_printed_log(tmp_path, capsys):
+    log = tmp_path / "run.log"
+    log.write_text("noise\n{'loss': '2.5', 'dual/1': '0.5', 'dual/2': '1.5', 'mean_token_accuracy': '0.25'}\n"
+                   "{'loss': '2', 'dual/1': '0', 'dual/2': '0.25', 'dual/skipped_nonfinite': '0', "
+                   "'mean_token_accuracy': '0.5'}\n{'train_runtime': '3'}\n")  # fmt: skip
+    cli = load_script(ROOT / "eval" / "plot_duals.py")
+    curves = cli.main(cli.parse_args([str(log), "--labels", "run", "--logging_steps", "5",
+                                      "--output", str(tmp_path / "duals.png")]))  # fmt: skip
+    assert curves["run"] == {"step": [5, 10], "dual_sum": [2.0, 0.25], "dual_max": [1.5, 0.25],
+                             "mean_token_accuracy": [0.25, 0.5]}  # fmt: skip
+    assert (tmp_path / "duals.png").read_bytes()[:8] == PNG_MAGIC
+    assert json.loads((tmp_path / "duals.json").read_text()) == curves
