@@ -30,6 +30,7 @@ done
 train hard_s0 --resilience_coef None --dual_lr 0.5 --seed 0
 train cut_b1_s0 --resilience_coef 1.0 --dual_lr 0.5 --seed 0
 train cut_b0.25_s0 --resilience_coef 0.25 --dual_lr 0.1 --seed 0
+train cut_b0.033_s0 --resilience_coef 0.033 --seed 0
 train cut_a0.1_s0 --descent_alpha 0.1 --seed 0
 
 # 2. γ sweep of the four kinds on the 64 held-out examples, noise seeds 0 and 1
@@ -64,5 +65,5 @@ python eval/alpaca_eval.py --model smollm2 --reference "$OUT/erm_s0" "${GEN[@]}"
   --output_dir "$DOCS/generation/pretrained_vs_erm_s0"
 python eval/generation_report.py "$DOCS/generation" --output "$DOCS/generation.json"
 # 4. The runs themselves (held-out loss, accuracy, descending layers, final duals, training time)
-python eval/runs_table.py "$OUT"/{erm,ds,cut}_s{0,1,2} "$OUT"/{hard,cut_b1,cut_b0.25,cut_a0.1}_s0 \
+python eval/runs_table.py "$OUT"/{erm,ds,cut}_s{0,1,2} "$OUT"/{hard,cut_b1,cut_b0.25,cut_b0.033,cut_a0.1}_s0 \
   --output "$DOCS/runs.json"
