@@ -26,8 +26,8 @@ __all__ = [
 def normalise_resilience(value) -> float | str | None:
     """``resilience_coef`` as given (a number, a string from the command line, None) → ``"auto"``, a float, or
     ``None`` for hard constraints (also ``"none"``, ``"null"``, ``"hard"``, ``inf``)."""
-    if value is None or isinstance(value, bool):
-        return None if value is None else value
+    if value is None:
+        return None
     if isinstance(value, (int, float)):
         return None if math.isinf(value) and value > 0 else float(value)
     text = str(value).strip().lower()

@@ -12,8 +12,8 @@ import re
 from collections.abc import Iterable, Sequence
 
 __all__ = [
+    "check_alpha",
     "check_class_labels",
-    "check_columns",
     "check_gammas",
     "check_labels",
     "check_model_paths",
@@ -39,6 +39,12 @@ def check_gammas(gammas: Sequence[float] | None, name: str = "--gammas") -> list
             raise ValueError(f"{name}: γ must be a finite number >= 0, got {gamma!r}.")
         values.append(value)
     return values
+
+
+def check_alpha(alpha: float, name: str = "--alpha") -> None:
+    """α of the constraints, in the open interval (0, 1)."""
+    if not 0 < alpha < 1:
+        raise ValueError(f"{name}: must be in (0, 1), got {alpha}.")
 
 
 def check_labels(labels: Sequence[str] | None, models: Sequence[str], name: str = "--labels") -> None:
@@ -76,14 +82,6 @@ def check_model_paths(paths: Iterable[str | None], name: str = "--model", short_
             )
 
 
-def check_columns(columns: Sequence[str], layouts: Sequence[Sequence[str]], name: str = "--dataset_name") -> None:
-    """The dataset has every column of at least one of ``layouts`` (e.g. ``[["prompt", "completion"], ["messages"]]``)."""
-    if any(all(c in columns for c in layout) for layout in layouts):
-        return
-    wanted = " or ".join("(" + ", ".join(layout) + ")" for layout in layouts)
-    raise ValueError(f"{name}: the dataset has columns {list(columns)}, it needs {wanted}.")
-
-
 def check_class_labels(labels: Iterable, num_labels: int, name: str = "--dataset") -> None:
     """Every class label is an integer in ``0 … num_labels − 1`` (``num_labels`` of the model's classifier)."""
     bad = sorted({v for v in labels if isinstance(v, bool) or not isinstance(v, int) or not 0 <= v < num_labels},
@@ -100,8 +98,7 @@ def check_sweep_args(args, short_names: Iterable[str] = ()) -> None:
     check_gammas(args.gammas)
     check_labels(args.labels, args.model)
     check_model_paths(args.model, short_names=short_names)
-    if not 0 < args.alpha < 1:
-        raise ValueError(f"--alpha: must be in (0, 1), got {args.alpha}.")
+    check_alpha(args.alpha)
 
 
 def parse_checked(parser, argv: Sequence[str] | None, check) -> object:

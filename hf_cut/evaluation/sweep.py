@@ -118,14 +118,12 @@ def sweep_labels(
     models: Sequence[str], gammas: Sequence[float], alpha: float, labels: Sequence[str] | None
 ) -> list[str]:
     """Check a sweep's arguments before any model is loaded; the labels (default: the directory names)."""
-    if any(g < 0 for g in gammas):
-        raise ValueError(f"`gammas` must be >= 0, got {list(gammas)}.")
-    if not 0 < alpha < 1:
-        raise ValueError(f"`alpha` must be in (0, 1), got {alpha}.")
-    labels = list(labels) if labels else [os.path.basename(os.path.normpath(m)) for m in models]
-    if len(labels) != len(models):
-        raise ValueError(f"`labels`: {len(labels)} labels for {len(models)} models.")
-    return labels
+    from ..validation import check_alpha, check_gammas, check_labels
+
+    check_gammas(gammas, name="gammas")
+    check_alpha(alpha, name="alpha")
+    check_labels(labels, models, name="labels")
+    return list(labels) if labels else [os.path.basename(os.path.normpath(m)) for m in models]
 
 
 def _load(model_path: str):
