@@ -13,6 +13,7 @@ whose import its ``__init__`` triggers, so the folder is found without importing
 
 from __future__ import annotations
 
+import copy
 import glob
 import os
 import shutil
@@ -58,12 +59,12 @@ def _convert(gguf_path: str, folder: str) -> None:
     except ImportError as err:
         raise ImportError(f"Reading the packaged SmolLM2 needs the `gguf` package: {SMOLLM2_INSTALL_HINT}") from err
     import torch
-    from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
+    from transformers import AutoModelForCausalLM, AutoTokenizer
 
     directory, name = os.path.split(gguf_path)
     tokenizer = AutoTokenizer.from_pretrained(directory, gguf_file=name)
     quantised = AutoModelForCausalLM.from_pretrained(directory, gguf_file=name, dtype=torch.float32)
-    config = AutoConfig.from_pretrained(directory, gguf_file=name)
+    config = copy.deepcopy(quantised.config)  # the GGUF metadata, read once
     if hasattr(config, "quantization_config"):
         del config.quantization_config
     config.dtype = torch.float32
