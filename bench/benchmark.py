@@ -44,6 +44,9 @@ SHAPES: dict[str, dict[str, Any]] = {
                 prompt_len=(16, 32), dtype="float32", device="cpu"),
     "gpu": dict(hidden=4096, intermediate=14336, layers=4, heads=32, kv_heads=8, vocab=128256, seq=1024, batch=4,
                 prompt_len=(32, 128), dtype="bfloat16", device="cuda"),
+    # SmolLM2-135M-Instruct's config (random weights: the cost does not depend on them), fp32 on CPU
+    "smollm2": dict(hidden=576, intermediate=1536, layers=30, heads=9, kv_heads=3, vocab=49152, seq=128, batch=8,
+                    prompt_len=(16, 32), dtype="float32", device="cpu", tied=True),
     # Llama 3.2 1B's widths and depth with an untied head: 1.5B parameters, bf16 (docs/scaling.md)
     "gpu_1b": dict(hidden=2048, intermediate=8192, layers=16, heads=32, kv_heads=8, vocab=128256, seq=1024, batch=4,
                    prompt_len=(32, 128), dtype="bfloat16", device="cuda"),
@@ -75,6 +78,17 @@ VARIANTS: dict[str, tuple[str, dict[str, Any], str]] = {
     **{
         f"constrained_f{f}": ("cut", _constrained(fraction=f), f"λ₀ = 1, `layer_loss_token_fraction={f}`")
         for f in (0.25, 0.0625)
+    },
+    # unbiased layer sampling (`layer_sample_size` m, by weight or in rotation), on a token share f, the layers without
+    # grad scored for the dual step on a smaller share d
+    **{
+        f"constrained_{'rot' if rot else 'm'}{m}_f{f}_d{d}": (
+            "cut",
+            _constrained(fraction=f, layer_sample_size=m, dual_token_fraction=d, **({"layer_sampling": "rotation"} if rot else {})),
+            f"λ₀ = 1, {m} layer{'s' * (m > 1)} {'in rotation' if rot else 'by weight'}, tokens {f}, dual tokens {d}",
+        )
+        for m, f, d, rot in ((1, 0.125, 0.03125, False), (1, 0.125, 0.03125, True), (1, 0.0625, 0.03125, False),
+                             (2, 0.0625, 0.03125, False), (1, 0.25, 0.03125, False))
     },
     # λ held at 0 (no dual step during the run): the cost at the start of training, before any constraint is active
     "constrained_k1_dual0": ("cut", _constrained(dual_init=0.0, dual_update_interval=10**9), "λ = 0 held (run start)"),
@@ -117,6 +131,12 @@ def summarize(runs: list[dict[str, Any]], variants: list[str], baseline: str = B
     time_rows = table(lambda res: res["mean_step_s"])
     mem_rows = table(lambda res: res["peak_mem_mib"])
     train_mem_rows = table(lambda res: res["peak_mem_mib"] - res["mem_before_train_mib"])
+    # the slowest timed step of a run against plain SFT's mean step in the same repeat: the spikes a user sees
+    slow_rows = [
+        {name: (row[name] if name == baseline else slow[name]) for name in row if name in slow or name == baseline}
+        for row, slow in zip(time_rows, table(lambda res: max(res["step_times_s"])))
+    ]
+    slowest_ratios = paired_ratios(slow_rows, baseline)
     time_ratios, mem_ratios = paired_ratios(time_rows, baseline), paired_ratios(mem_rows, baseline)
     train_mem_ratios = paired_ratios(train_mem_rows, baseline)
     summary = {}
@@ -138,7 +158,9 @@ def summarize(runs: list[dict[str, Any]], variants: list[str], baseline: str = B
             "grad_layers_max": max(grads) if grads else None,
             "final_duals_min": min((min(res["final_duals"]) for res in mine if res["final_duals"]), default=None),
         }
-        for key, ratios in (("time", time_ratios), ("mem", mem_ratios), ("train_mem", train_mem_ratios)):
+        ratio_tables = (("time", time_ratios), ("slowest_step", slowest_ratios), ("mem", mem_ratios),
+                        ("train_mem", train_mem_ratios))  # fmt: skip
+        for key, ratios in ratio_tables:
             values = ratios.get(name, [])
             entry[f"{key}_ratio"] = median(values) if values else None
             entry[f"{key}_ratio_min"] = min(values) if values else None
@@ -175,19 +197,21 @@ def flop_model(shape: dict[str, Any], variant: str, activation_checkpointing: bo
     fraction = options.get("layer_loss_token_fraction", 1.0)
     interval = options.get("layer_loss_interval", _default_interval())
     sampled = completion * fraction
+    values = completion * (options.get("dual_token_fraction") or fraction)  # tokens of the layers without grad
     if not options.get("constrained", True):
-        extra = 1 * readout * sampled * L  # ℓ_0 … ℓ_{L−1} without grad
+        extra = 1 * readout * values * L  # ℓ_0 … ℓ_{L−1} without grad
     elif options.get("dual_init", 0.0) > 0:
-        extra = 4 * readout * sampled * (L - 1) + 1 * readout * sampled  # ℓ_1 … ℓ_{L−1} with grad, ℓ_0 without
+        m = min(options.get("layer_sample_size") or L - 1, L - 1)  # ℓ_1 … ℓ_{L−1} carry weight, ℓ_0 does not
+        extra = 4 * readout * sampled * m + 1 * readout * values * (L - m)
     else:
-        extra = 1 * readout * sampled * L
+        extra = 1 * readout * values * L
     return (body + 4 * readout * completion + extra / interval) / base
 
 
 # -------------------------------------------------------------------------------------------------------- running
 
 
-def run_all(shapes: dict[str, dict], variants: list[str], args) -> dict[str, Any]:
+def run_all(shapes: dict[str, dict], all_variants: list[str], args) -> dict[str, Any]:
     import multiprocessing as mp
 
     results: dict[str, Any] = {}
@@ -200,6 +224,8 @@ def run_all(shapes: dict[str, dict], variants: list[str], args) -> dict[str, Any
             # the server imports the stack once; every run is a fresh fork of that clean, idle process
             ctx.set_forkserver_preload(["torch", "transformers", "datasets", "trl", "hf_cut", "run_one"])
         runs = []
+        skipped = {item.partition(":")[2] for item in getattr(args, "skip", []) if item.partition(":")[0] == shape_name}
+        variants = [v for v in all_variants if v not in skipped]
         for rep in range(args.repeats):
             k = rep % len(variants)
             order = variants[k:] + variants[:k]  # rotate, so no variant always runs first or after the same one
@@ -265,6 +291,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         choices=list(VARIANTS),
         help="variants (sft, the baseline, is always added)",
     )
+    p.add_argument(
+        "--skip",
+        nargs="+",
+        default=[],
+        metavar="SHAPE:VARIANT",
+        help="leave a variant out on one shape (e.g. smollm2:constrained_k1, ~30 s a step there)",
+    )
     p.add_argument("--repeats", type=int, default=None, help="interleaved repeats (default 5; --quick: 1)")
     p.add_argument("--steps", type=int, default=None, help="timed optimizer steps per run, a multiple of every `layer_loss_interval` (default 16; --quick: 2)")
     p.add_argument("--warmup", type=int, default=None, help="untimed steps first (default 2; --quick: 1)")
@@ -311,6 +344,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
             setattr(args, key, default)
     if args.quick and args.threads is None:
         args.threads = 1
+    for item in args.skip:
+        shape, _, variant = item.partition(":")
+        if shape not in SHAPES or variant not in VARIANTS or variant == BASELINE:
+            p.error(f"--skip {item!r}: expected SHAPE:VARIANT with a shape of {sorted(SHAPES)} and a variant other than sft")
     if args.repeats < 1 or args.steps < 1 or args.warmup < 0:
         p.error("--repeats and --steps must be >= 1, --warmup >= 0")
     intervals = {VARIANTS[v][1].get("layer_loss_interval", 1) for v in args.variants}

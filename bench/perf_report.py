@@ -80,17 +80,17 @@ def markdown_report(report: dict[str, Any], descriptions: dict[str, str]) -> str
             "",
             f"Memory: {mem}. Step: mean over a run's timed steps (with `layer_loss_interval` K, one step in K measures "
             f"the layers), median over repeats. Time ratio: median over repeats of (variant / `sft` in the same "
-            f"repeat), [min–max]. "
+            f"repeat), [min–max]. Slowest step: a run's slowest timed step / `sft`'s mean step, median over repeats. "
             f"Runs started by {res['start_method']}.",
             "",
-            "| variant | setting | intermediate layers trained | step (s) | time ratio [min–max] "
+            "| variant | setting | intermediate layers trained | step (s) | time ratio [min–max] | slowest step "
             "| FLOP model | peak memory (MiB) | memory ratio | training-memory ratio |",
-            "| --- | --- | --- | ---: | ---: | ---: | ---: | ---: | ---: |",
+            "| --- | --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
         ]
         for name, e in res["summary"].items():
             desc = descriptions.get(name, "")
             if not e.get("ok"):
-                lines.append(f"| `{name}` | {desc} | failed: {'; '.join(map(str, e['errors']))[:120]} | | | | | | |")
+                lines.append(f"| `{name}` | {desc} | failed: {'; '.join(map(str, e['errors']))[:120]} | | | | | | | |")
                 continue
             if e["grad_layers_min"] is None:
                 grads = "–"
@@ -102,6 +102,7 @@ def markdown_report(report: dict[str, Any], descriptions: dict[str, str]) -> str
                 f"| `{name}` | {desc} | {grads} | {e['mean_step_s']:.3f} "
                 f"| {_fmt(e['time_ratio'], '.2f')} "
                 f"[{_fmt(e['time_ratio_min'], '.2f')}–{_fmt(e['time_ratio_max'], '.2f')}] "
+                f"| {_fmt(e.get('slowest_step_ratio'), '.2f')} "
                 f"| {_fmt(e.get('flop_model_ratio'), '.2f')} | {e['peak_mem_mib']:.0f} | {_fmt(e['mem_ratio'], '.3f')} "
                 f"| {_fmt(e['train_mem_ratio'], '.2f')} |"
             )

@@ -80,7 +80,7 @@ def make_model(shape: dict[str, Any], device: str, seed: int):
         num_attention_heads=shape["heads"],
         num_key_value_heads=shape["kv_heads"],
         max_position_embeddings=max(shape["seq"], 2048),
-        tie_word_embeddings=False,
+        tie_word_embeddings=shape.get("tied", False),
         pad_token_id=0,
         eos_token_id=1,
         bos_token_id=None,

@@ -22,6 +22,8 @@ __all__ = [
     "resolve_resilience",
 ]
 
+LAYER_SAMPLING = ("weighted", "rotation")
+
 
 def normalise_resilience(value) -> float | str | None:
     """``resilience_coef`` as given (a number, a string from the command line, None) → ``"auto"``, a float, or
@@ -105,9 +107,22 @@ class ConstraintArguments:
     layer_loss_token_fraction (`float`, defaults to `1.0`):
         Share of the completion tokens, drawn at random each training step, on which `ℓ_0 … ℓ_{L−1}` are estimated
         (the same tokens for every layer; an unbiased estimate); the last layer always uses every token, and
-        evaluation every token at every layer. In (0, 1]. Cheaper steps but noisier gradients: on the built-in
-        recipe even 1/2 trained a markedly worse model, where `layer_loss_interval` at the same average cost did not
-        (docs/performance.md).
+        evaluation every token at every layer. In (0, 1]. Its noise is multiplied by λ: harmless with the resilient
+        default (small λ), harmful with hard constraints (docs/performance.md).
+    dual_token_fraction (`float` or `None`, defaults to `None`):
+        Share of the completion tokens on which the layers that need no gradient are scored, for the dual step and
+        the logs (a forward pass only); the layers with grad use the first of their own tokens, so every value is a
+        mean over the same tokens. At most `layer_loss_token_fraction`; `None`: the same.
+    layer_sample_size (`int` or `None`, defaults to `None`):
+        m: on a step that measures the layers, give a gradient to only m of the intermediate layers whose loss
+        carries weight in the training loss (λ_l > 0, or the deep-supervision weight), chosen by `layer_sampling` and
+        each weighted by 1/π_l (its probability of being chosen), so the gradient stays unbiased. The other layers
+        are still scored without grad for the dual step. `None`: every such layer.
+    layer_sampling (`str`, defaults to `"weighted"`):
+        How `layer_sample_size` chooses: `"weighted"`, with probability proportional to the layer's weight in the
+        training loss (systematic sampling, exactly m layers, the same draw on every rank and after a resume);
+        `"rotation"`, the next m layers in turn (LayerSkip's rotational curriculum, arXiv 2404.16710), unbiased over a
+        cycle rather than at every step.
     """
 
     constrained: bool = field(
@@ -140,6 +155,21 @@ class ConstraintArguments:
             "help": "Share of completion tokens, per training step, on which the intermediate layer losses are "
             "estimated, in (0, 1]; evaluation uses every token."
         },
+    )
+    dual_token_fraction: float | None = field(
+        default=None,
+        metadata={
+            "help": "Share of completion tokens on which the layers without grad are scored for the dual step, "
+            "at most layer_loss_token_fraction (None: the same)."
+        },
+    )
+    layer_sample_size: int | None = field(
+        default=None,
+        metadata={"help": "m: intermediate layers given a gradient per measured step, importance-weighted (None: all)."},
+    )
+    layer_sampling: str = field(
+        default="weighted",
+        metadata={"help": "How layer_sample_size chooses: 'weighted' (∝ the layer's weight) or 'rotation'."},
     )
     layer_loss_interval: int = field(
         default=16,
@@ -193,6 +223,15 @@ class ConstraintArguments:
             fail("noise_mean", "a finite number")
         if not is_number(self.layer_loss_token_fraction) or not 0.0 < self.layer_loss_token_fraction <= 1.0:
             fail("layer_loss_token_fraction", "a number in (0, 1]")
+        if self.dual_token_fraction is not None and (
+            not is_number(self.dual_token_fraction)
+            or not 0.0 < self.dual_token_fraction <= self.layer_loss_token_fraction
+        ):
+            fail("dual_token_fraction", f"None or a number in (0, layer_loss_token_fraction = {self.layer_loss_token_fraction}]")
+        if self.layer_sample_size is not None and not is_positive_int(self.layer_sample_size):
+            fail("layer_sample_size", "None (every layer) or an integer >= 1")
+        if self.layer_sampling not in LAYER_SAMPLING:
+            fail("layer_sampling", " or ".join(repr(x) for x in LAYER_SAMPLING))
         if not is_positive_int(self.layer_loss_interval):
             fail("layer_loss_interval", "an integer >= 1")
         if not is_number(self.deep_supervision_weight) or self.deep_supervision_weight < 0.0:

@@ -19,6 +19,7 @@ from transformers import TrainerCallback
 
 from .config import normalise_resilience, resolve_resilience
 from .duals import DualVariables, descent_ratios, lagrangian_penalty, slack
+from .layer_sampling import inclusion_probabilities, rotation, step_generator, systematic_sample
 from .model_card import PAPER, constraint_section
 from .noise import EmbeddingNoise
 
@@ -76,32 +77,83 @@ class ConstrainedMixin:
         ``layer_loss_interval``-th optimizer step (the same steps on every rank, and again after a resume)."""
         return not self.model.training or self.state.global_step % self.args.layer_loss_interval == 0
 
-    def _grad_layers(self) -> list[bool]:
-        """For ``l = 0 … L−1``: does ``ℓ_l`` carry weight in the training loss (so needs a gradient)?"""
+    def _layer_weights(self) -> list[float]:
+        """``c_l = ∂(training loss)/∂ℓ_l`` for ``l = 0 … L−1`` (ℓ_L has its gradient in any case)."""
         args, L = self.args, self.num_layers
-        if not self.model.training:
-            return [False] * L
         if args.constrained:
-            # ∂𝓛/∂ℓ_l = λ_l − (1 − α) λ_{l+1} (the second term only without the stop-gradient); zero needs no backward
-            lam = self.duals.multipliers.tolist() + [0.0]
-            grad = [l >= 1 and lam[l - 1] > 0 for l in range(L)]
-            if not args.detach_previous_loss:
-                grad = [g or lam[l] > 0 for l, g in enumerate(grad)]
-            return grad
-        return [args.deep_supervision_weight > 0 and l >= 1 for l in range(L)]
+            # ∂𝓛/∂ℓ_l = λ_l − (1 − α) λ_{l+1} (the second term only without the stop-gradient); λ_l is multipliers[l−1]
+            lam = [0.0] + self.duals.multipliers.tolist() + [0.0]
+            if args.detach_previous_loss:
+                return [lam[l] for l in range(L)]
+            return [lam[l] - (1.0 - args.descent_alpha) * lam[l + 1] for l in range(L)]
+        if args.deep_supervision_weight > 0 and L > 1:
+            return [0.0] + [args.deep_supervision_weight / (L - 1)] * (L - 1)
+        return [0.0] * L
 
-    def _lagrangian_terms(self, layer_losses: torch.Tensor, weight: torch.Tensor | float, count) -> torch.Tensor:
+    def _layer_sample(self) -> dict[int, float]:
+        """This step's layers with a gradient → their factor 1/π_l (1 without `layer_sample_size`); the same on every
+        micro-batch, every rank and after a resume (drawn from (seed, global_step))."""
+        step = self.state.global_step
+        cached = getattr(self, "_layer_sample_cache", None)
+        if cached is not None and cached[0] == step:
+            return cached[1]
+        args, weights = self.args, self._layer_weights()
+        candidates = [l for l, w in enumerate(weights) if w != 0]
+        m = args.layer_sample_size
+        if m is None or m >= len(candidates):
+            sample = {l: 1.0 for l in candidates}
+        elif args.layer_sampling == "rotation":
+            position = step // args.layer_loss_interval
+            sample = {l: len(candidates) / m for l in rotation(candidates, m, position)}
+        else:
+            pi = inclusion_probabilities(weights, m)
+            sample = {l: 1.0 / pi[l] for l in systematic_sample(pi, self._draw_uniform(step))}
+        self._layer_sample_cache = (step, sample)
+        return sample
+
+    def _draw_uniform(self, step: int) -> float:
+        """u ~ U[0, 1) of systematic sampling, from (seed, step) alone."""
+        return torch.rand((), generator=step_generator(self.args.seed, step)).item()
+
+    def _grad_layers(self) -> list[bool]:
+        """For ``l = 0 … L−1``: does ``ℓ_l`` get a gradient on this step (weight in the loss, and sampled)?"""
+        if not self.model.training:
+            return [False] * self.num_layers
+        sample = self._layer_sample()
+        return [l in sample for l in range(self.num_layers)]
+
+    def _lagrangian_terms(
+        self,
+        layer_losses: torch.Tensor,
+        weight: torch.Tensor | float,
+        count,
+        grad_layer_losses: torch.Tensor | None = None,
+    ) -> torch.Tensor:
         """The part of the training loss beyond ``ℓ_L``, scaled by ``weight`` (the batch's share of the normaliser of
-        ``ℓ_L``), and, when constrained, the layer losses accumulated (``count`` items) for the next dual step."""
+        ``ℓ_L``), and, when constrained, the layer losses accumulated (``count`` items) for the next dual step.
+
+        Its value is the Lagrangian's (or deep supervision's) on ``layer_losses``; its gradient is ``Σ_l c_l ∇ℓ_l``
+        on ``grad_layer_losses`` (the gradient's token sample, when larger), over the sampled layers, each times 1/π_l.
+        """
         args = self.args
         if args.constrained:
             if not self.duals.accumulate(layer_losses, count):
                 self._warn_nonfinite(layer_losses)
-            penalty = lagrangian_penalty(layer_losses, self.duals.multipliers, args.descent_alpha, args.detach_previous_loss)
-            return weight * penalty
-        if args.deep_supervision_weight > 0 and self.num_layers > 1:
-            return weight * args.deep_supervision_weight * layer_losses[1:-1].mean()
-        return layer_losses.new_zeros(())
+            value = lagrangian_penalty(layer_losses, self.duals.multipliers, args.descent_alpha, args.detach_previous_loss)
+        elif args.deep_supervision_weight > 0 and self.num_layers > 1:
+            value = args.deep_supervision_weight * layer_losses[1:-1].mean()
+        else:
+            return layer_losses.new_zeros(())
+        sample = self._layer_sample()
+        if grad_layer_losses is None and all(f == 1.0 for f in sample.values()):
+            return weight * value  # every weighted layer, on the value sample: the plain form
+        grad_losses = layer_losses if grad_layer_losses is None else grad_layer_losses
+        weights = self._layer_weights()
+        surrogate = sum(weights[l] * factor * grad_losses[l] for l, factor in sample.items())
+        if args.constrained:  # ℓ_L's term: its gradient comes with the last layer's, never sampled
+            surrogate = surrogate + self.duals.multipliers[-1].item() * grad_losses[-1]
+        surrogate = torch.as_tensor(surrogate, dtype=value.dtype, device=value.device)
+        return weight * (value.detach() + surrogate - surrogate.detach())
 
     def _warn_nonfinite(self, layer_losses: torch.Tensor) -> None:
         values = layer_losses.detach().float().tolist()

@@ -51,11 +51,15 @@ class LayerReadoutRequest:
             ``torch.no_grad`` (their values still feed the dual step and the logs). ``None``: all of them.
         return_token_log_probs: also return the per-token log-probabilities of every layer on the sampled tokens
             and their positions (for per-example statistics at evaluation).
+        dual_token_fraction: share of the completion tokens on which the layer *values* are estimated (the dual
+            step, the logs): the layers without grad are scored on these tokens only, the first of the gradient's
+            sample, so every layer's value is a mean over the same tokens. ``None``: ``token_fraction``; never more.
     """
 
     token_fraction: float = 1.0
     grad_layers: list[bool] | None = None
     return_token_log_probs: bool = False
+    dual_token_fraction: float | None = None
 
 
 @dataclass
@@ -65,8 +69,10 @@ class LayerwiseCausalLMOutput(ModelOutput):
     Attributes:
         loss: last-layer mean negative log-likelihood over all completion tokens (divided by ``num_items_in_batch``
             when given, as TRL's ``SFTTrainer`` does).
-        layer_losses: ``[L + 1]`` mean NLL ``ℓ_0 … ℓ_L`` on the sampled tokens (all of them at fraction 1); the last
-            entry is the last layer on the same sample, so that slacks compare like with like.
+        layer_losses: ``[L + 1]`` mean NLL ``ℓ_0 … ℓ_L`` on the value sample (``dual_token_fraction``; all tokens at
+            fraction 1); the last entry is the last layer on the same sample, so that slacks compare like with like.
+        grad_layer_losses: ``[L + 1]`` the same on the gradient's larger sample (``token_fraction``) for the layers
+            with grad and the last one, the values elsewhere; ``None`` when both samples are the same.
         log_probs / entropy / is_top1 / label_mask: last-layer per-position values, zero on ignored positions.
         num_tokens: completion tokens in the batch; num_sampled_tokens: tokens the layer losses were estimated on.
         layer_token_log_probs: ``[L + 1, k]`` log p(target) of every layer on the sampled tokens (on request).
@@ -76,6 +82,7 @@ class LayerwiseCausalLMOutput(ModelOutput):
 
     loss: torch.Tensor | None = None
     layer_losses: torch.Tensor | None = None
+    grad_layer_losses: torch.Tensor | None = None
     log_probs: torch.Tensor | None = None
     entropy: torch.Tensor | None = None
     is_top1: torch.Tensor | None = None
@@ -168,10 +175,14 @@ def add_layer_readout(model: nn.Module) -> None:
         flat = [h.reshape(-1, h.size(-1)).to(head.weight.device) for h in states]
         targets = labels.reshape(-1)[valid]
 
-        k = n if layer_readout.token_fraction >= 1.0 else min(n, max(1, round(layer_readout.token_fraction * n)))
-        sample = torch.randperm(n, device=valid.device)[:k] if k < n else None
-        sampled_rows = valid if sample is None else valid[sample]
-        sampled_targets = targets if sample is None else targets[sample]
+        # gradient sample: k tokens; value sample: its first k_v (<= k), so both are uniform without replacement
+        fraction = layer_readout.token_fraction
+        value_fraction = fraction if layer_readout.dual_token_fraction is None else layer_readout.dual_token_fraction
+        k = n if fraction >= 1.0 else min(n, max(1, round(fraction * n)))
+        k_v = k if value_fraction >= fraction else min(k, max(1, round(value_fraction * n)))
+        perm = torch.randperm(n, device=valid.device) if fraction < 1.0 or k_v < n else None
+        grad_rows = valid if perm is None else valid[perm[:k]]
+        grad_targets = targets if perm is None else targets[perm[:k]]
 
         L = len(states) - 1
         grad_layers = layer_readout.grad_layers or [True] * L
@@ -185,27 +196,40 @@ def add_layer_readout(model: nn.Module) -> None:
         last_logp, last_entropy, last_top1 = _chunked_log_probs(
             head, flat[L][valid], targets, softcap, logit_scale, ("log_probs", "entropy", "is_top1")
         )
-        layer_logp: list[torch.Tensor | None] = [None] * L + [last_logp if sample is None else last_logp[sample]]
+        grad_logp: list[torch.Tensor | None] = [None] * L + [last_logp if perm is None else last_logp[perm[:k]]]
 
-        def score(layer_ids: list[int]) -> None:
-            # ℓ_l for l in `layer_ids` on the sampled tokens, log-probabilities only. The layers share kernel
-            # calls (one head gather and one weight-gradient buffer per call) of at most n rows, so no call builds a
-            # taller logits tile than the last layer's loss alone: the readout's peak memory is that of SFT's loss.
-            per_call = max(1, n // max(k, 1))
+        def score(layer_ids: list[int], rows_idx: torch.Tensor, rows_targets: torch.Tensor) -> list[torch.Tensor]:
+            # log p(target) of the layers in `layer_ids` on `rows_idx`. The layers share kernel calls (one head
+            # gather and one weight-gradient buffer per call) of at most n rows, so no call builds a taller logits
+            # tile than the last layer's loss alone: the readout's peak memory is that of SFT's loss.
+            rows_n, result = rows_idx.numel(), []
+            per_call = max(1, n // max(rows_n, 1))
             for start in range(0, len(layer_ids), per_call):
                 group = layer_ids[start : start + per_call]
-                rows = torch.cat([norm(flat[l][sampled_rows]) for l in group])
-                logp = _chunked_log_probs(head, rows, sampled_targets.repeat(len(group)), softcap, logit_scale)[0]
-                for i, l in enumerate(group):
-                    layer_logp[l] = logp[i * k : (i + 1) * k]
+                rows = torch.cat([norm(flat[l][rows_idx]) for l in group])
+                logp = _chunked_log_probs(head, rows, rows_targets.repeat(len(group)), softcap, logit_scale)[0]
+                result += [logp[i * rows_n : (i + 1) * rows_n] for i in range(len(group))]
+            return result
 
-        score(with_grad)
+        for l, logp in zip(with_grad, score(with_grad, grad_rows, grad_targets)):
+            grad_logp[l] = logp
+        value_logp = [None if lp is None else lp[:k_v] for lp in grad_logp]
         with torch.no_grad():
-            score(without_grad)
-        if n == 0:  # no completion token: differentiable zeros rather than 0 / 0
-            layer_losses = torch.stack([lp.sum() for lp in layer_logp])
-        else:
-            layer_losses = -torch.stack([lp.mean() for lp in layer_logp])
+            value_rows = grad_rows[:k_v]
+            for l, logp in zip(without_grad, score(without_grad, value_rows, grad_targets[:k_v])):
+                value_logp[l] = logp
+
+        def mean_nll(logps: list[torch.Tensor]) -> torch.Tensor:
+            if n == 0:  # no completion token: differentiable zeros rather than 0 / 0
+                return torch.stack([lp.sum() for lp in logps])
+            return -torch.stack([lp.mean() for lp in logps])
+
+        layer_losses = mean_nll(value_logp)
+        grad_layer_losses = None
+        if k_v < k:
+            grad_layer_losses = mean_nll([v if g is None else g for g, v in zip(grad_logp, value_logp)])
+        layer_logp = value_logp
+        sampled_rows = value_rows
 
         def scatter(values: torch.Tensor) -> torch.Tensor:
             return values.new_zeros(mask.shape).masked_scatter(mask, values)
@@ -220,12 +244,13 @@ def add_layer_readout(model: nn.Module) -> None:
         return LayerwiseCausalLMOutput(
             loss=loss,
             layer_losses=layer_losses,
+            grad_layer_losses=grad_layer_losses,
             log_probs=scatter(last_logp),
             entropy=scatter(last_entropy.detach()),
             is_top1=scatter(last_top1),
             label_mask=mask,
             num_tokens=mask.sum(),
-            num_sampled_tokens=torch.as_tensor(k, device=mask.device),
+            num_sampled_tokens=torch.as_tensor(k_v, device=mask.device),
             layer_token_log_probs=token_log_probs,
             token_positions=positions,
         )

@@ -75,8 +75,13 @@ class ConstrainedSFTTrainer(ConstrainedMixin, SFTTrainer):
     def _readout_request(self) -> LayerReadoutRequest:
         # The token fraction is a training cost control; evaluation scores every token, so held-out layer losses and
         # constraint satisfaction are exact and comparable across fractions
-        fraction = self.args.layer_loss_token_fraction if self.model.training else 1.0
-        return LayerReadoutRequest(token_fraction=fraction, grad_layers=self._grad_layers())
+        if not self.model.training:
+            return LayerReadoutRequest(grad_layers=self._grad_layers())
+        return LayerReadoutRequest(
+            token_fraction=self.args.layer_loss_token_fraction,
+            grad_layers=self._grad_layers(),
+            dual_token_fraction=self.args.dual_token_fraction,
+        )
 
     def compute_loss(
         self,
@@ -99,7 +104,7 @@ class ConstrainedSFTTrainer(ConstrainedMixin, SFTTrainer):
         if mode == "train":
             # The layer terms are micro-batch means; weighting them by this micro-batch's share of the tokens
             # normalises them as the last-layer loss is, across gradient accumulation and data-parallel ranks.
-            loss = loss + self._lagrangian_terms(layer_losses, num_tokens / denom, num_tokens)
+            loss = loss + self._lagrangian_terms(layer_losses, num_tokens / denom, num_tokens, outputs.grad_layer_losses)
             if args.average_tokens_across_devices and num_items_in_batch is not None:
                 loss = loss * (self.accelerator.num_processes // self.get_tp_size())
 

@@ -37,14 +37,15 @@ def test_median_and_paired_ratios_on_hand_numbers(bench):
 
 
 def test_summarize_pairs_each_repeat_with_its_own_baseline(bench):
-    def result(step, peak, before=100.0):
+    def result(step, peak, before=100.0, slowest=None):
+        times = [step, step] if slowest is None else [2 * step - slowest, slowest]  # mean `step`
         return {"ok": True, "mean_step_s": step, "peak_mem_mib": peak, "mem_before_train_mib": before,
-                "grad_layers_per_step": [], "final_duals": None}  # fmt: skip
+                "grad_layers_per_step": [], "final_duals": None, "step_times_s": times}  # fmt: skip
 
     runs = [
         {"repeat": 0, "variant": "sft", "result": result(1.0, 200.0)},
-        {"repeat": 0, "variant": "erm", "result": result(2.0, 300.0)},
-        {"repeat": 1, "variant": "erm", "result": result(9.0, 300.0)},  # a slow repeat: the baseline is slow too
+        {"repeat": 0, "variant": "erm", "result": result(2.0, 300.0, slowest=3.5)},
+        {"repeat": 1, "variant": "erm", "result": result(9.0, 300.0, slowest=12.0)},  # a slow repeat: the baseline is slow too
         {"repeat": 1, "variant": "sft", "result": result(3.0, 200.0)},
         {"repeat": 2, "variant": "sft", "result": result(2.0, 200.0)},
         {"repeat": 2, "variant": "erm", "result": {"ok": False, "error": "boom"}},
@@ -57,6 +58,9 @@ def test_summarize_pairs_each_repeat_with_its_own_baseline(bench):
     assert summary["erm"]["mem_ratio"] == 1.5
     assert summary["erm"]["train_mem_ratio"] == 2.0  # (300 − 100) / (200 − 100)
     assert summary["erm"]["runs"] == 2 and summary["erm"]["errors"] == ["boom"]
+    # slowest step against the baseline's mean step in the same repeat: median of 3.5/1 and 12/3
+    assert summary["erm"]["slowest_step_ratio"] == 3.75
+    assert summary["sft"]["slowest_step_ratio"] == 1.0
 
 
 def test_flop_model_matches_hand_arithmetic(bench):
