@@ -54,12 +54,15 @@ class LayerReadoutRequest:
         dual_token_fraction: share of the completion tokens on which the layer *values* are estimated (the dual
             step, the logs): the layers without grad are scored on these tokens only, the first of the gradient's
             sample, so every layer's value is a mean over the same tokens. ``None``: ``token_fraction``; never more.
+        return_layer_top1: also return, for every layer without grad and the last one, whether the target is the
+            top-1 token of that layer's readout on the value sample (early-exit token accuracy at evaluation).
     """
 
     token_fraction: float = 1.0
     grad_layers: list[bool] | None = None
     return_token_log_probs: bool = False
     dual_token_fraction: float | None = None
+    return_layer_top1: bool = False
 
 
 @dataclass
@@ -78,6 +81,7 @@ class LayerwiseCausalLMOutput(ModelOutput):
         layer_token_log_probs: ``[L + 1, k]`` log p(target) of every layer on the sampled tokens (on request).
         token_positions: ``[k]`` (row, position) of those tokens in the shifted ``[batch, seq − 1]`` grid, as a
             ``[k, 2]`` tensor (on request).
+        layer_is_top1: ``[L + 1, k]`` target is the layer's top-1 token (on request; layers without grad only).
     """
 
     loss: torch.Tensor | None = None
@@ -91,6 +95,7 @@ class LayerwiseCausalLMOutput(ModelOutput):
     num_sampled_tokens: torch.Tensor | None = None
     layer_token_log_probs: torch.Tensor | None = None
     token_positions: torch.Tensor | None = None
+    layer_is_top1: torch.Tensor | None = None
 
 
 def find_final_norm(backbone: nn.Module) -> nn.Module:
@@ -198,17 +203,25 @@ def add_layer_readout(model: nn.Module) -> None:
         )
         grad_logp: list[torch.Tensor | None] = [None] * L + [last_logp if perm is None else last_logp[perm[:k]]]
 
+        top1: list[torch.Tensor | None] = [None] * L + [last_top1 if perm is None else last_top1[perm[:k_v]]]
+
         def score(layer_ids: list[int], rows_idx: torch.Tensor, rows_targets: torch.Tensor) -> list[torch.Tensor]:
             # log p(target) of the layers in `layer_ids` on `rows_idx`. The layers share kernel calls (one head
             # gather and one weight-gradient buffer per call) of at most n rows, so no call builds a taller logits
             # tile than the last layer's loss alone: the readout's peak memory is that of SFT's loss.
             rows_n, result = rows_idx.numel(), []
             per_call = max(1, n // max(rows_n, 1))
+            outputs = ("log_probs", "is_top1") if layer_readout.return_layer_top1 else ("log_probs",)
             for start in range(0, len(layer_ids), per_call):
                 group = layer_ids[start : start + per_call]
                 rows = torch.cat([norm(flat[l][rows_idx]) for l in group])
-                logp = _chunked_log_probs(head, rows, rows_targets.repeat(len(group)), softcap, logit_scale)[0]
+                logp, _, is_top1 = _chunked_log_probs(
+                    head, rows, rows_targets.repeat(len(group)), softcap, logit_scale, outputs
+                )
                 result += [logp[i * rows_n : (i + 1) * rows_n] for i in range(len(group))]
+                for i, l in enumerate(group):
+                    if is_top1 is not None:
+                        top1[l] = is_top1[i * rows_n : (i + 1) * rows_n]
             return result
 
         for l, logp in zip(with_grad, score(with_grad, grad_rows, grad_targets)):
@@ -253,6 +266,7 @@ def add_layer_readout(model: nn.Module) -> None:
             num_sampled_tokens=torch.as_tensor(k_v, device=mask.device),
             layer_token_log_probs=token_log_probs,
             token_positions=positions,
+            layer_is_top1=torch.stack(top1) if layer_readout.return_layer_top1 and not with_grad else None,
         )
 
     model.forward = types.MethodType(forward, model)

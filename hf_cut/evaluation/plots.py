@@ -139,3 +139,31 @@ def plot_win_rates(results: Sequence[Mapping[str, Any]], path: str | os.PathLike
     Path(path).parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(str(path), format="png")
     return str(path)
+
+
+def plot_layers_kept(results: Mapping[str, Mapping[str, Sequence[float]]], path: str, title: str | None = None) -> str:
+    """Two panels against the layers kept k: held-out token accuracy (%) and loss (log scale), one line per model
+    (``results``: label → the output of :func:`~hf_cut.evaluation.early_exit.layers_kept_quality`). Returns ``path``."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    if not results:
+        raise ValueError("`results` is empty: give at least one model's layers-kept quality")
+    fig = Figure(figsize=(10.0, 4.0), dpi=120)
+    FigureCanvasAgg(fig)
+    acc_ax, loss_ax = fig.subplots(1, 2)
+    for label, r in results.items():
+        acc_ax.plot(r["layers"], [100 * a for a in r["token_accuracy"]], marker="o", markersize=3, label=label)
+        loss_ax.plot(r["layers"], r["loss"], marker="o", markersize=3, label=label)
+    for ax, ylabel in ((acc_ax, "held-out token accuracy (%)"), (loss_ax, "held-out loss (nats)")):
+        ax.set_xlabel("layers kept k (readout of h_k)")
+        ax.set_ylabel(ylabel)
+        ax.grid(True, alpha=0.3)
+        ax.legend()
+    loss_ax.set_yscale("log")
+    if title:
+        fig.suptitle(title)
+    fig.tight_layout()
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(str(path), format="png")
+    return str(path)
