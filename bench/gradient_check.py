@@ -103,12 +103,24 @@ def adam_second_moment(model, batches, duals, fraction: float) -> dict:
     v_full, v_frac = (full**2).mean(0), (frac**2).mean(0)
     keep = v_full > 0
     ratio = (v_frac[keep] / v_full[keep]).sqrt()
+    by_group, start = {}, 0  # the same median per parameter group (embeddings, each layer, final norm, head)
+    for name, param in ((n, p) for n, p in model.named_parameters() if p.requires_grad):
+        group = ".".join(name.split(".")[:3]) if ".layers." in name else name.rsplit(".", 1)[0]
+        by_group.setdefault(group, []).append(torch.arange(start, start + param.numel()))
+        start += param.numel()
+    group_ratio = {}
+    for group, idx in by_group.items():
+        idx = torch.cat(idx)
+        idx = idx[keep[idx]]
+        if idx.numel():
+            group_ratio[group] = (v_frac[idx] / v_full[idx]).sqrt().median().item()
     mean_grad = full.mean(0)
     norm2 = (mean_grad**2).sum().item()
     return {
         "denominator_ratio_median": ratio.median().item(),
         "denominator_ratio_mean": ratio.mean().item(),
         "share_of_parameters_ratio_above_1.5": (ratio > 1.5).float().mean().item(),
+        "denominator_ratio_median_by_group": group_ratio,
         # E_b ‖g_b − ḡ‖² / ‖ḡ‖²: the mini-batch noise plain SGD already has, and with the estimator on top
         "minibatch_relative_variance_full": ((full - mean_grad) ** 2).sum(1).mean().item() / norm2,
         "minibatch_relative_variance_estimator": ((frac - mean_grad) ** 2).sum(1).mean().item() / norm2,

@@ -2,8 +2,9 @@
 Early exit from saved causal LMs: held-out loss and token accuracy of every truncation ψ(h_k), and self-speculative
 decoding (transformers' `assistant_early_exit`) against plain greedy decoding.
 
-Writes OUT/early_exit.json (`layers_kept` per model; `speculative` per model: the best early exit k found on the
-first `--select_prompts` held-out prompts, then measured on the next `--prompts`) and OUT/early_exit.png.
+Writes OUT/early_exit.json (`layers_kept` per label: mean and std over the models that share it, e.g. training
+seeds; `speculative` per label, on its first model: the best early exit k found on the first `--select_prompts`
+held-out prompts, then measured on the next `--prompts`) and OUT/early_exit.png.
 
 ```bash
 python eval/early_exit.py --model outputs/smollm2/erm_s0 outputs/smollm2/cut_s0 --labels ERM constrained \
@@ -33,14 +34,18 @@ def main(args: argparse.Namespace) -> dict:
     quality_set = test.select(range(min(args.limit, len(test))))
     prompts = test["prompt"][: args.select_prompts + args.prompts]
     result = {"config": vars(args), "layers_kept": {}, "speculative": {}, "selection": {}}
+    per_model: dict[str, list[dict]] = {}  # label -> one quality per model (training seeds share a label)
     for path, label in zip(args.model, labels):
         name = resolve_model_name(path)
         tokenizer = AutoTokenizer.from_pretrained(name)
         model = AutoModelForCausalLM.from_pretrained(name, dtype=torch.float32)
         quality = layers_kept_quality(model, tokenizer, quality_set, batch_size=args.batch_size)
-        result["layers_kept"][label] = quality
+        quality["model"] = path
+        per_model.setdefault(label, []).append(quality)
         print(f"{label}: token accuracy by layers kept " + " ".join(f"{100 * a:.1f}" for a in quality["token_accuracy"]))
-        if not args.speculative:
+        if not args.speculative or label in result["speculative"]:
+            continue
+        if args.speculative_labels and label not in args.speculative_labels:
             continue
         # the fastest k on the selection prompts, then a separate measurement on the others
         trials = {}
@@ -63,12 +68,27 @@ def main(args: argparse.Namespace) -> dict:
         if args.save_truncated:
             out = save_truncated(model, best, os.path.join(args.save_truncated, f"{label}_k{best}"), tokenizer, quality)
             print(f"{label}: first {best} layers written to {out}")
+    result["layers_kept"] = {label: mean_over_models(runs) for label, runs in per_model.items()}
     os.makedirs(args.output_dir, exist_ok=True)
     with open(os.path.join(args.output_dir, "early_exit.json"), "w", encoding="utf-8") as f:
         json.dump(result, f, indent=2)
     plot_layers_kept(result["layers_kept"], os.path.join(args.output_dir, "early_exit.png"), title=args.title)
     print(f"Written: {args.output_dir}/early_exit.json, {args.output_dir}/early_exit.png")
     return result
+
+
+def mean_over_models(runs: list[dict]) -> dict:
+    """Layers-kept quality averaged over the models of one label: mean, sample std (0 for one model), each model's."""
+    import statistics
+
+    out = {"layers": runs[0]["layers"], "num_models": len(runs), "models": [r["model"] for r in runs]}
+    for key in ("loss", "token_accuracy"):
+        columns = list(zip(*(r[key] for r in runs)))
+        out[key] = [statistics.fmean(c) for c in columns]
+        out[f"{key}_std"] = [statistics.stdev(c) if len(c) > 1 else 0.0 for c in columns]
+        out[f"{key}_per_model"] = [r[key] for r in runs]
+    out["num_tokens"] = runs[0]["num_tokens"]
+    return out
 
 
 def make_parser() -> argparse.ArgumentParser:
@@ -79,6 +99,9 @@ def make_parser() -> argparse.ArgumentParser:
     parser.add_argument("--limit", type=int, default=64, help="held-out examples scored per layer")
     parser.add_argument("--batch_size", type=int, default=16)
     parser.add_argument("--speculative", action="store_true", help="also measure self-speculative decoding")
+    parser.add_argument(
+        "--speculative_labels", nargs="+", default=None, help="only for these labels (default: all; first model of each)"
+    )
     parser.add_argument("--early_exits", nargs="+", type=int, default=[8, 12, 16, 20, 24], help="k values tried")
     parser.add_argument("--select_prompts", type=int, default=8, help="prompts on which the best k is chosen")
     parser.add_argument("--prompts", type=int, default=32, help="prompts on which the best k is then measured")

@@ -74,8 +74,25 @@ class ConstrainedMixin:
 
     def _measures_layers(self) -> bool:
         """Does this step compute the layer losses? Always in evaluation; in training every
-        ``layer_loss_interval``-th optimizer step (the same steps on every rank, and again after a resume)."""
-        return not self.model.training or self.state.global_step % self.args.layer_loss_interval == 0
+        ``layer_loss_interval``-th optimizer step (the same steps on every rank, and again after a resume), and for
+        plain ERM, whose layer losses are only logged, only the steps the Trainer logs."""
+        if not self.model.training:
+            return True
+        args, step = self.args, self.state.global_step
+        if step % args.layer_loss_interval != 0:
+            return False
+        if args.constrained or args.deep_supervision_weight > 0:
+            return True
+        return self._logs_next_step()
+
+    def _logs_next_step(self) -> bool:
+        """Will the optimizer step being computed be logged (``logging_strategy="steps"``)?"""
+        args, state = self.args, self.state
+        if str(getattr(args.logging_strategy, "value", args.logging_strategy)) != "steps":
+            return False
+        every = state.logging_steps or args.logging_steps
+        every = max(1, int(every if every >= 1 else math.ceil(every * state.max_steps)))
+        return (state.global_step + 1) % every == 0 or (args.logging_first_step and state.global_step == 0)
 
     def _layer_weights(self) -> list[float]:
         """``c_l = ∂(training loss)/∂ℓ_l`` for ``l = 0 … L−1`` (ℓ_L has its gradient in any case)."""

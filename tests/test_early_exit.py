@@ -102,3 +102,28 @@ def test_early_exit_cli_refuses_bad_arguments_before_loading(tmp_path):
     cmd[3:4] = [str(tmp_path)]
     done = subprocess.run(cmd + ["--early_exits", "0"], capture_output=True, text=True, check=False)
     assert done.returncode == 2 and "--early_exits: every k must be >= 1" in done.stderr
+
+
+def test_early_exit_cli_averages_models_that_share_a_label(tmp_path, tokenizer):
+    from tests.conftest import load_script
+
+    rows = [{"prompt": r["prompt"], "completion": r["completion"]} for r in ROWS]
+    data = Dataset.from_list(rows)
+    data_dir = tmp_path / "data"
+    data_dir.mkdir()
+    for split in ("train", "test"):  # a local folder of JSON lines, its splits named by the files
+        data.to_json(str(data_dir / f"{split}.jsonl"))
+    paths, expected = [], []
+    for seed in (0, 1):
+        model = _model(tokenizer, seed=seed)
+        model.save_pretrained(tmp_path / f"m{seed}")
+        tokenizer.save_pretrained(tmp_path / f"m{seed}")
+        paths.append(str(tmp_path / f"m{seed}"))
+        expected.append(layers_kept_quality(model, tokenizer, data)["token_accuracy"])
+    cli = load_script("eval/early_exit.py")
+    out = cli.main(cli.parse_args(["--model", *paths, "--labels", "tiny", "tiny", "--dataset", str(data_dir),
+                                   "--limit", "12", "--output_dir", str(tmp_path / "out")]))  # fmt: skip
+    kept = out["layers_kept"]["tiny"]
+    assert kept["num_models"] == 2
+    assert kept["token_accuracy"] == pytest.approx([(a + b) / 2 for a, b in zip(*expected)], abs=1e-9)
+    assert (tmp_path / "out" / "early_exit.png").stat().st_size > 0

@@ -202,3 +202,22 @@ def test_dual_token_fraction_above_the_token_fraction_is_refused(tmp_path):
         ConstrainedSFTConfig(output_dir=str(tmp_path), layer_sample_size=0)
     with pytest.raises(ValueError, match="`layer_sampling` must be 'weighted' or 'rotation'"):
         ConstrainedSFTConfig(output_dir=str(tmp_path), layer_sampling="random")
+
+
+def test_erm_measures_its_layers_only_on_the_steps_it_logs(tmp_path, tokenizer, dataset):
+    trainer = tiny_trainer(tmp_path, tokenizer, dataset, constrained=False, max_steps=6, logging_steps=3)
+    measured = []
+    request = trainer._readout_request
+    trainer._readout_request = lambda: measured.append(trainer.state.global_step) or request()
+    trainer.train()
+    assert measured == [2, 5]  # the micro-batches of optimizer steps 3 and 6, the two that are logged
+    logs = [h for h in trainer.state.log_history if "layer_loss/0" in h]
+    assert [h["step"] for h in logs] == [3, 6]
+    # deep supervision trains its layers: every step
+    trainer = tiny_trainer(tmp_path / "ds", tokenizer, dataset, constrained=False, deep_supervision_weight=0.5,
+                           max_steps=3, logging_steps=3)  # fmt: skip
+    measured = []
+    request = trainer._readout_request
+    trainer._readout_request = lambda: measured.append(trainer.state.global_step) or request()
+    trainer.train()
+    assert measured == [0, 1, 2]
