@@ -88,8 +88,12 @@ VARIANTS: dict[str, tuple[str, dict[str, Any], str]] = {
             f"λ₀ = 1, {m} layer{'s' * (m > 1)} {'in rotation' if rot else 'by weight'}, tokens {f}, dual tokens {d}",
         )
         for m, f, d, rot in ((1, 0.125, 0.03125, False), (1, 0.125, 0.03125, True), (1, 0.0625, 0.03125, False),
-                             (2, 0.0625, 0.03125, False), (1, 0.25, 0.03125, False))
+                             (2, 0.0625, 0.03125, False), (1, 0.25, 0.03125, False), (1, 0.5, 0.03125, False),
+                             (1, 1.0, 0.03125, False))
     },
+    # one layer on every token, on one optimizer step in 8 (no step above ~2× plain)
+    "constrained_k8_m1_d0.03125": ("cut", _constrained(interval=8, layer_sample_size=1, dual_token_fraction=0.03125),
+                                   "λ₀ = 1, `layer_loss_interval=8`, 1 layer by weight, every token, dual tokens 0.03125"),
     # λ held at 0 (no dual step during the run): the cost at the start of training, before any constraint is active
     "constrained_k1_dual0": ("cut", _constrained(dual_init=0.0, dual_update_interval=10**9), "λ = 0 held (run start)"),
 }  # fmt: skip

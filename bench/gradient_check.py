@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import shlex
 import sys
 import tempfile
 from pathlib import Path
@@ -127,9 +128,37 @@ def adam_second_moment(model, batches, duals, fraction: float) -> dict:
     }
 
 
+MARKS = ("<!-- gradient-check:start -->", "<!-- gradient-check:end -->")
+
+
+def markdown_table(reports: dict[str, dict], command: str) -> str:
+    """One row per (report, fraction): bias against its noise floor, variance, Adam's denominator, mini-batch noise."""
+    lines = [
+        f"Produced by `{command}` ({next(iter(reports.values()))['draws']} draws on a fixed batch of 32 rows; Adam "
+        f"statistics over {next(iter(reports.values()))['batches']} batches). Bias and its noise floor are relative to "
+        "‖g‖; the relative variance is E‖ĝ − g‖² / ‖g‖²; Adam's denominator is the median over parameters of "
+        "sqrt(v_f / v_1); mini-batch noise is E_b‖g_b − ḡ‖² / ‖ḡ‖² with every token / with the estimator.",
+        "",
+        "| model, λ | Σλ | token fraction | bias | noise floor | relative variance | Adam denominator × "
+        "| mini-batch noise: full → estimator |",
+        "| --- | ---: | ---: | ---: | ---: | ---: | ---: | --- |",
+    ]
+    for name, r in reports.items():
+        for fraction, v in r["fractions"].items():
+            t, a = v["fixed_batch"]["total"], v["adam"]
+            lines.append(
+                f"| {name} | {sum(r['duals']):.2f} | {float(fraction):g} | {t['relative_bias']:.3f} "
+                f"| {t['bias_noise_floor']:.3f} | {t['relative_variance']:.2f} | {a['denominator_ratio_median']:.2f} "
+                f"| {a['minibatch_relative_variance_full']:.1f} → {a['minibatch_relative_variance_estimator']:.1f} |"
+            )
+    return "\n".join(lines)
+
+
 def main(argv: list[str] | None = None) -> dict:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--model", required=True, help="a folder written by recipes/llama_sft.py (model + tokenizer)")
+    p.add_argument("--model", help="a folder written by recipes/llama_sft.py (model + tokenizer)")
+    p.add_argument("--tabulate", nargs="+", metavar="NAME=JSON", help="only tabulate saved results (no model)")
+    p.add_argument("--markdown", type=Path, help="with --tabulate: rewrite this file's gradient-check block")
     p.add_argument("--duals", type=float, nargs="+", help="λ_1 … λ_L (default: the run's final duals)")
     p.add_argument("--fractions", type=float, nargs="+", default=[0.25, 0.0625])
     p.add_argument("--draws", type=int, default=32, help="draws per estimator on the fixed batch")
@@ -138,6 +167,22 @@ def main(argv: list[str] | None = None) -> dict:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--output", type=Path)
     args = p.parse_args(argv)
+    if args.tabulate:
+        reports = {}
+        for item in args.tabulate:
+            name, _, path = item.rpartition("=")
+            reports[name or path] = json.loads(Path(path).read_text())
+        command = "python bench/gradient_check.py --tabulate " + shlex.join(args.tabulate)
+        text = markdown_table(reports, command)
+        print(text)
+        if args.markdown:
+            sys.path.insert(0, str(ROOT / "bench"))
+            from perf_report import write_markdown
+
+            write_markdown(args.markdown, text, MARKS)
+        return reports
+    if not args.model:
+        p.error("--model is required (or --tabulate)")
     torch.manual_seed(args.seed)
     duals = args.duals
     if duals is None:

@@ -58,6 +58,19 @@ def resolve_resilience(value, num_layers: int, dual_lr: float) -> float | None:
     return beta
 
 
+def _optional_number(value, name: str) -> float | None:
+    """A number, or None from None / "none" / "null" (the command line's spelling)."""
+    if value is None or isinstance(value, (int, float)) and not isinstance(value, bool):
+        return value
+    text = str(value).strip().lower()
+    if text in ("none", "null", ""):
+        return None
+    try:
+        return float(text)
+    except ValueError:
+        raise ValueError(f"`{name}` must be None or a number, got {value!r}.") from None
+
+
 @dataclass
 class ConstraintArguments:
     r"""
@@ -70,11 +83,13 @@ class ConstraintArguments:
         `deep_supervision_weight`) and still measures and logs every layer loss.
     descent_alpha (`float`, defaults to `0.1`):
         α, the fractional decrease of the loss each layer must achieve, in (0, 1).
-    layer_loss_interval (`int`, defaults to `16`):
+    layer_loss_interval (`int`, defaults to `1`):
         K: train the intermediate layer losses on every K-th optimizer step only; the steps in between are plain
-        `SFTTrainer` / `Trainer` steps on `ℓ_L` (same cost). The dual step after a measured step is scaled by
-        K / `dual_update_interval` (when larger than 1), so λ moves per optimizer step as with K = 1. Evaluation
-        always measures every layer. An integer >= 1.
+        `SFTTrainer` / `Trainer` steps on `ℓ_L` (same cost), and a measured step costs the whole readout at once (a
+        spike in the progress bar). The dual step after a measured step is scaled by K / `dual_update_interval` (when
+        larger than 1), so λ moves per optimizer step as with K = 1; the layer terms are *not* scaled, so their
+        average weight in the gradient is λ/K (closer to ERM, not an unbiased estimate at λ). Evaluation always
+        measures every layer. An integer >= 1.
     detach_previous_loss (`bool`, defaults to `True`):
         Stop the gradient through `ℓ_{l−1}` in the constraint term. Without it a model can meet the constraints by
         making its earlier layers worse.
@@ -104,11 +119,19 @@ class ConstraintArguments:
         γ used while training: the input embeddings get Gaussian noise of standard deviation γ·σ_x.
     noise_mean (`float`, defaults to `0.0`):
         μ, the mean of that noise.
-    layer_loss_token_fraction (`float`, defaults to `1.0`):
+    layer_loss_budget (`float` or `None`, defaults to `0.1`):
+        The extra FLOPs the layer terms may add to a step, as a share of a plain `SFTTrainer` step. The trainer
+        counts the model's readout and decoder-layer parameters and chooses `layer_sample_size`,
+        `layer_loss_token_fraction` and `dual_token_fraction` to spend it (:mod:`hf_cut.cost`): a quarter on every
+        layer's value for the dual step, the rest on the gradient of m layers on a share f of the tokens (f grows to
+        1 before m grows). The choice is logged and written to the model card. `None`: set those three yourself
+        (every layer on every token when unset). Setting one of them with a budget is an error.
+    layer_loss_token_fraction (`float` or `None`, defaults to `None`):
         Share of the completion tokens, drawn at random each training step, on which `ℓ_0 … ℓ_{L−1}` are estimated
         (the same tokens for every layer; an unbiased estimate); the last layer always uses every token, and
-        evaluation every token at every layer. In (0, 1]. Its noise is multiplied by λ: harmless with the resilient
-        default (small λ), harmful with hard constraints (docs/performance.md).
+        evaluation every token at every layer. In (0, 1]; `None`: 1 (or the budget's). Unbiased, but its noise is
+        multiplied by λ and inflates Adam's second moment for every parameter: with hard constraints (λ ~ 5) even
+        1/4 of the tokens ruins the model (docs/performance.md).
     dual_token_fraction (`float` or `None`, defaults to `None`):
         Share of the completion tokens on which the layers that need no gradient are scored, for the dual step and
         the logs (a forward pass only); the layers with grad use the first of their own tokens, so every value is a
@@ -149,11 +172,19 @@ class ConstraintArguments:
         default=0.0, metadata={"help": "γ: scale of the Gaussian noise on the input embeddings in training (>= 0)."}
     )
     noise_mean: float = field(default=0.0, metadata={"help": "μ: mean of the embedding noise."})
-    layer_loss_token_fraction: float = field(
-        default=1.0,
+    # typed str for the command line ("0.1", "none"); normalised to a float or None
+    layer_loss_budget: str | None = field(
+        default="0.1",
+        metadata={
+            "help": "Extra FLOPs the layer terms may add, as a share of a plain SFT step: chooses layer_sample_size, "
+            "layer_loss_token_fraction and dual_token_fraction for the model (None: set them yourself)."
+        },
+    )
+    layer_loss_token_fraction: float | None = field(
+        default=None,
         metadata={
             "help": "Share of completion tokens, per training step, on which the intermediate layer losses are "
-            "estimated, in (0, 1]; evaluation uses every token."
+            "estimated, in (0, 1] (None: 1, or the budget's); evaluation uses every token."
         },
     )
     dual_token_fraction: float | None = field(
@@ -172,7 +203,7 @@ class ConstraintArguments:
         metadata={"help": "How layer_sample_size chooses: 'weighted' (∝ the layer's weight) or 'rotation'."},
     )
     layer_loss_interval: int = field(
-        default=16,
+        default=1,
         metadata={
             "help": "K: train the intermediate layer losses every K-th optimizer step only (plain steps in between), "
             ">= 1."
@@ -221,13 +252,26 @@ class ConstraintArguments:
             fail("noise_gamma", "a finite number >= 0")
         if not is_number(self.noise_mean):
             fail("noise_mean", "a finite number")
-        if not is_number(self.layer_loss_token_fraction) or not 0.0 < self.layer_loss_token_fraction <= 1.0:
-            fail("layer_loss_token_fraction", "a number in (0, 1]")
+        fraction = self.layer_loss_token_fraction
+        if fraction is not None and (not is_number(fraction) or not 0.0 < fraction <= 1.0):
+            fail("layer_loss_token_fraction", "None or a number in (0, 1]")
+        fraction = 1.0 if fraction is None else fraction
         if self.dual_token_fraction is not None and (
-            not is_number(self.dual_token_fraction)
-            or not 0.0 < self.dual_token_fraction <= self.layer_loss_token_fraction
+            not is_number(self.dual_token_fraction) or not 0.0 < self.dual_token_fraction <= fraction
         ):
-            fail("dual_token_fraction", f"None or a number in (0, layer_loss_token_fraction = {self.layer_loss_token_fraction}]")
+            fail("dual_token_fraction", f"None or a number in (0, layer_loss_token_fraction = {fraction}]")
+        self.layer_loss_budget = _optional_number(self.layer_loss_budget, "layer_loss_budget")
+        if self.layer_loss_budget is not None:
+            if not is_number(self.layer_loss_budget) or self.layer_loss_budget <= 0.0:
+                fail("layer_loss_budget", "None (set the cost options yourself) or a number > 0")
+            chosen = [name for name in ("layer_sample_size", "layer_loss_token_fraction", "dual_token_fraction")
+                      if getattr(self, name) is not None]  # fmt: skip
+            if chosen:
+                raise ValueError(
+                    f"`layer_loss_budget` ({self.layer_loss_budget}) chooses layer_sample_size, layer_loss_token_fraction "
+                    f"and dual_token_fraction for the model, but {', '.join(chosen)} is set too; set "
+                    "`layer_loss_budget=None` to choose them yourself."
+                )
         if self.layer_sample_size is not None and not is_positive_int(self.layer_sample_size):
             fail("layer_sample_size", "None (every layer) or an integer >= 1")
         if self.layer_sampling not in LAYER_SAMPLING:
@@ -269,4 +313,8 @@ class ConstrainedTrainingArguments(ConstraintArguments, TrainingArguments):
     layer_loss_interval: int = field(
         default=1,
         metadata={"help": "K: train the intermediate layer losses every K-th optimizer step only, >= 1."},
+    )
+    layer_loss_budget: str | None = field(
+        default=None,
+        metadata={"help": "Unused by classifiers (their head costs next to nothing): every layer, every example."},
     )

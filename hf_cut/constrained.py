@@ -18,6 +18,7 @@ from torch import nn
 from transformers import TrainerCallback
 
 from .config import normalise_resilience, resolve_resilience
+from .cost import LayerBudget
 from .duals import DualVariables, descent_ratios, lagrangian_penalty, slack
 from .layer_sampling import inclusion_probabilities, rotation, step_generator, systematic_sample
 from .model_card import PAPER, constraint_section
@@ -63,6 +64,10 @@ class ConstrainedMixin:
         self.duals = DualVariables(num_layers, args.descent_alpha, args.dual_lr, args.dual_init, self.resilience_coef)
         self.noise = EmbeddingNoise(args.noise_gamma, args.noise_mean).attach(base_model)
         self.add_callback(_DualStepCallback(self))
+        # the cost options as given (a causal-LM trainer resolves `layer_loss_budget` into them, see hf_cut.cost)
+        fraction = 1.0 if args.layer_loss_token_fraction is None else args.layer_loss_token_fraction
+        dual = fraction if args.dual_token_fraction is None else args.dual_token_fraction
+        self.cost = LayerBudget(args.layer_sample_size, fraction, dual)
         self._final_layer_losses: dict[str, dict[int, float]] = {"train": {}, "eval": {}}
         if not hasattr(self, "_metrics"):
             self._metrics = {"train": defaultdict(list), "eval": defaultdict(list)}
@@ -116,7 +121,7 @@ class ConstrainedMixin:
             return cached[1]
         args, weights = self.args, self._layer_weights()
         candidates = [l for l, w in enumerate(weights) if w != 0]
-        m = args.layer_sample_size
+        m = self.cost.layer_sample_size
         if m is None or m >= len(candidates):
             sample = {l: 1.0 for l in candidates}
         elif args.layer_sampling == "rotation":
@@ -237,7 +242,11 @@ class ConstrainedMixin:
         if not os.path.isfile(path):
             return
         section = constraint_section(
-            self.args, self.duals.multipliers.tolist(), self._final_layer_losses["train"], self._final_layer_losses["eval"]
+            self.args,
+            self.duals.multipliers.tolist(),
+            self._final_layer_losses["train"],
+            self._final_layer_losses["eval"],
+            cost=self.cost,
         )
         with open(path, "a", encoding="utf-8") as f:
             f.write("\n" + section)

@@ -26,6 +26,7 @@ def constraint_section(
     layer_losses: dict[int, float],
     eval_layer_losses: dict[int, float] | None = None,
     command: str | None = None,
+    cost=None,
 ) -> str:
     """Markdown describing the constrained training of a model (appended to the card TRL writes)."""
     mode = (
@@ -47,7 +48,10 @@ def constraint_section(
         f"| dual_update_interval | {args.dual_update_interval} |",
         f"| resilience_coef (β) | {args.resilience_coef} |",
         f"| noise_gamma (γ, training) | {args.noise_gamma} |",
-        f"| layer_loss_token_fraction | {args.layer_loss_token_fraction} |",
+        f"| layer_loss_budget | {getattr(args, 'layer_loss_budget', None)} |",
+        f"| layer_sample_size | {cost.layer_sample_size if cost else args.layer_sample_size} |",
+        f"| layer_loss_token_fraction | {cost.token_fraction if cost else args.layer_loss_token_fraction} |",
+        f"| dual_token_fraction | {cost.dual_token_fraction if cost else args.dual_token_fraction} |",
         f"| layer_loss_interval | {args.layer_loss_interval} |",
         f"| detach_previous_loss | {args.detach_previous_loss} |",
         f"| deep_supervision_weight | {args.deep_supervision_weight} |",

@@ -15,15 +15,19 @@ from typing import Any
 import torch
 from torch import nn
 from transformers import Trainer, TrainingArguments
+from transformers.utils import logging
 from transformers.modeling_outputs import SequenceClassifierOutput
 from trl import SFTConfig, SFTTrainer
 
 from .classifier_readout import ClassifierReadoutRequest, add_classifier_readout
 from .config import ConstrainedSFTConfig, ConstrainedTrainingArguments
 from .constrained import DUALS_NAME, ConstrainedMixin
+from .cost import allocate, step_flops_per_token
 from .readout import LayerReadoutRequest, add_layer_readout, num_layers
 
 __all__ = ["ConstrainedSFTTrainer", "ConstrainedTrainer", "DUALS_NAME"]
+
+logger = logging.get_logger(__name__)
 
 
 def _as_constrained_config(args, config_class):
@@ -69,6 +73,14 @@ class ConstrainedSFTTrainer(ConstrainedMixin, SFTTrainer):
         base = self.model.get_base_model() if hasattr(self.model, "get_base_model") else self.model
         add_layer_readout(base)  # raises ValueError if the norm, head or layers cannot be found
         self._setup_constraints(base, num_layers(base))
+        if args.layer_loss_budget is not None:
+            checkpointing = bool(getattr(args, "gradient_checkpointing", False))
+            self.cost = allocate(args.layer_loss_budget, *step_flops_per_token(base, checkpointing))
+            logger.info(
+                f"layer_loss_budget={args.layer_loss_budget}: {self.cost.layer_sample_size} layer(s) with grad per step "
+                f"on {self.cost.token_fraction:.4g} of the completion tokens, every layer's value on "
+                f"{self.cost.dual_token_fraction:.4g} of them (+{100 * self.cost.extra:.1f}% FLOPs per step)."
+            )
         if self.train_dataset is not None:
             _check_trainable_tokens(self.train_dataset, args)
 
@@ -78,9 +90,9 @@ class ConstrainedSFTTrainer(ConstrainedMixin, SFTTrainer):
         if not self.model.training:
             return LayerReadoutRequest(grad_layers=self._grad_layers())
         return LayerReadoutRequest(
-            token_fraction=self.args.layer_loss_token_fraction,
+            token_fraction=self.cost.token_fraction,
             grad_layers=self._grad_layers(),
-            dual_token_fraction=self.args.dual_token_fraction,
+            dual_token_fraction=self.cost.dual_token_fraction,
         )
 
     def compute_loss(

@@ -83,6 +83,7 @@ def train_args(tmp_path, **overrides):
         resilience_coef=None,  # hard constraints: the hand-derived dual steps of the tests
         disable_tqdm=True,
         layer_loss_interval=1,  # the machinery at every step; tests of the interval set their own
+        layer_loss_budget=None,  # every layer on every token (hand-derived numbers); tests of the budget set theirs
     )
     values.update(overrides)
     return ConstrainedSFTConfig(**values)

@@ -123,16 +123,22 @@ def test_quick_benchmark_end_to_end(tmp_path):
 
 def test_quality_settings_map_to_recipe_flags_and_a_table(tmp_path):
     quality = load_script(ROOT / "bench" / "quality.py")
-    assert quality.setting_flags("k16") == ["--layer_loss_interval", "16", "--layer_loss_token_fraction", "1.0"]
+    assert quality.setting_flags("k16") == ["--layer_loss_interval", "16"]
     assert quality.setting_flags("f0.25") == ["--layer_loss_interval", "1", "--layer_loss_token_fraction", "0.25"]
+    assert quality.setting_flags("r2-f0.125-d0.03125") == [
+        "--layer_loss_interval", "1", "--layer_sample_size", "2", "--layer_sampling", "rotation",
+        "--layer_loss_token_fraction", "0.125", "--dual_token_fraction", "0.03125",
+    ]  # fmt: skip
     assert quality.setting_flags("erm") == ["--constrained", "false"]
-    for bad in ("k0", "f1.5", "f0", "x3", "kk"):
+    for bad in ("k0", "f1.5", "f0", "x3", "kk", "m0", "f0.5-", ""):
         with pytest.raises(ValueError, match="setting"):
             quality.setting_flags(bad)
     run = {"num_layers": 2, "global_step": 500, "descent_alpha": 0.1, "dual_lr": 0.05, "constrained": True,
            "layer_losses": [3.0, 2.0, 1.5], "constraint_satisfaction": 0.5, "eval_mean_token_accuracy": 0.7,
            "dual_variables": [0.0, 1.25]}  # fmt: skip
-    table = quality.markdown_table("python bench/quality.py", {"k1": run, "erm": {**run, "constrained": False}})
-    assert "| `k1` (--layer_loss_interval 1 --layer_loss_token_fraction 1.0) | 3.000 | 2.000 | 1.500 | 50.0% | 70.0% " \
-           "| 0.00, 1.25 |" in table
-    assert "| `erm` (--constrained false) | 3.000 | 2.000 | 1.500 | 50.0% | 70.0% | – |" in table
+    other = {**run, "layer_losses": [3.0, 2.2, 1.7], "eval_mean_token_accuracy": 0.6, "dual_variables": [0.25, 1.25]}
+    table = quality.markdown_table("python bench/quality.py", {"k1": [run, other], "erm": [{**run, "constrained": False}]})
+    # mean ± sample std over the two seeds, by hand: ℓ_2 1.6 ± 0.141, ℓ_1 2.1 ± 0.141, accuracy 65.0 ± 7.1, Σλ 1.375 ± 0.177
+    assert "| `k1` | --layer_loss_interval 1 | 2 | 1.600 ± 0.141 | 2.100 ± 0.141 | 65.0 ± 7.1 | 50 ± 0 | 1.38 ± 0.18 |" in table
+    assert "| `erm` | --constrained false | 1 | 1.500 | 2.000 | 70.0 | 50 | – |" in table
+

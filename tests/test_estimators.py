@@ -199,9 +199,52 @@ def test_dual_token_fraction_above_the_token_fraction_is_refused(tmp_path):
     with pytest.raises(ValueError, match="`dual_token_fraction` must be None or a number in"):
         ConstrainedSFTConfig(output_dir=str(tmp_path), layer_loss_token_fraction=0.25, dual_token_fraction=0.5)
     with pytest.raises(ValueError, match="`layer_sample_size` must be None"):
-        ConstrainedSFTConfig(output_dir=str(tmp_path), layer_sample_size=0)
+        ConstrainedSFTConfig(output_dir=str(tmp_path), layer_sample_size=0, layer_loss_budget=None)
     with pytest.raises(ValueError, match="`layer_sampling` must be 'weighted' or 'rotation'"):
         ConstrainedSFTConfig(output_dir=str(tmp_path), layer_sampling="random")
+    with pytest.raises(ValueError, match=r"but layer_loss_token_fraction is set too; set `layer_loss_budget=None`"):
+        ConstrainedSFTConfig(output_dir=str(tmp_path), layer_loss_token_fraction=0.5)
+    with pytest.raises(ValueError, match="`layer_loss_budget` must be None .* or a number > 0"):
+        ConstrainedSFTConfig(output_dir=str(tmp_path), layer_loss_budget=-1)
+    with pytest.raises(ValueError, match="`layer_loss_budget` must be None or a number, got 'lots'"):
+        ConstrainedSFTConfig(output_dir=str(tmp_path), layer_loss_budget="lots")
+    config = ConstrainedSFTConfig(output_dir=str(tmp_path), layer_loss_budget="none", use_cpu=True, bf16=False)
+    assert config.layer_loss_budget is None
+
+
+def test_budget_allocation_by_hand():
+    from hf_cut.cost import allocate
+
+    # the benchmark's cpu shape: plain 92.8 MFLOP per token, readout 16.4: 0.566 readout units of budget
+    b = allocate(0.1, plain=92.8e6, readout=16.384e6, num_layers=4)
+    units = 0.1 * 92.8 / 16.384
+    assert b.layer_sample_size == 1
+    assert b.dual_token_fraction == pytest.approx(units / 12)  # a quarter of the budget over the 3 layers without grad
+    assert b.token_fraction == pytest.approx(3 * units / 16)  # the rest on one layer with grad (4 readout units)
+    assert b.extra == pytest.approx(0.1)
+    # a cheap readout: f reaches 1, then m grows (3 layers of 5 on every token), values capped at the gradient's share
+    b = allocate(1.0, plain=200.0, readout=10.0, num_layers=6)
+    assert (b.layer_sample_size, b.token_fraction) == (3, 1.0) and b.dual_token_fraction == 1.0  # 20/4/3 > 1
+    b = allocate(10.0, plain=200.0, readout=10.0, num_layers=6)
+    assert (b.layer_sample_size, b.token_fraction, b.dual_token_fraction) == (5, 1.0, 1.0)
+
+
+def test_trainer_spends_the_budget_from_the_models_parameter_counts(tmp_path, tokenizer, dataset):
+    trainer = tiny_trainer(tmp_path, tokenizer, dataset, layer_loss_budget=0.1)
+    model = trainer.model
+    V, d = model.lm_head.weight.shape
+    body = sum(p.numel() for n, p in model.named_parameters() if "embed_tokens" not in n and "lm_head" not in n)
+    plain, readout = 3 * 2 * body + 4 * 2 * V * d, 2 * V * d  # no activation checkpointing in the tests
+    units = 0.1 * plain / readout  # the documented rule: 3/4 of it on m layers with grad, f reaching 1 first
+    L = model.config.num_hidden_layers
+    m = max(1, min(L - 1, math.floor(3 * units / 16)))
+    f = min(1.0, 3 * units / 16 / m)
+    assert (trainer.cost.layer_sample_size, trainer.cost.token_fraction) == (m, pytest.approx(f))
+    assert trainer.cost.dual_token_fraction == pytest.approx(min(f, units / 4 / (L - m)))
+    trainer.model.train()
+    request = trainer._readout_request()
+    assert request.token_fraction == trainer.cost.token_fraction
+    assert request.dual_token_fraction == trainer.cost.dual_token_fraction
 
 
 def test_erm_measures_its_layers_only_on_the_steps_it_logs(tmp_path, tokenizer, dataset):
