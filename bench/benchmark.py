@@ -61,8 +61,8 @@ QUICK_SHAPES["gpu_1b"] = QUICK_SHAPES["gpu"]
 
 
 def _constrained(fraction: float = 1.0, interval: int = 1, dual_init: float = 1.0, **extra) -> dict[str, Any]:
-    return {"constrained": True, "layer_loss_token_fraction": fraction, "layer_loss_interval": interval,
-            "dual_init": dual_init, **extra}  # fmt: skip
+    return {"constrained": True, "layer_loss_budget": None, "layer_loss_token_fraction": fraction,
+            "layer_loss_interval": interval, "dual_init": dual_init, **extra}  # fmt: skip
 
 
 # name -> (trainer, constraint options, description). The constrained variants start with every λ = 1 so that every
@@ -70,9 +70,11 @@ def _constrained(fraction: float = 1.0, interval: int = 1, dual_init: float = 1.
 VARIANTS: dict[str, tuple[str, dict[str, Any], str]] = {
     "sft": ("sft", {}, "plain `trl.SFTTrainer`"),
     "erm": ("cut", {"constrained": False}, "`constrained=False` (default options): layers measured without grad"),
+    "constrained_budget": ("cut", {"constrained": True, "dual_init": 1.0},
+                           "λ₀ = 1, default options (`layer_loss_budget=0.1`: the trainer picks m, f, d)"),
     "constrained_k1": ("cut", _constrained(), "λ₀ = 1, every layer on every token at every step"),
     **{
-        f"constrained_k{k}": ("cut", _constrained(interval=k), f"λ₀ = 1, `layer_loss_interval={k}`" + (k == 16) * " (default)")
+        f"constrained_k{k}": ("cut", _constrained(interval=k), f"λ₀ = 1, `layer_loss_interval={k}`, every layer")
         for k in (4, 8, 16)
     },
     **{
@@ -97,7 +99,11 @@ VARIANTS: dict[str, tuple[str, dict[str, Any], str]] = {
     # λ held at 0 (no dual step during the run): the cost at the start of training, before any constraint is active
     "constrained_k1_dual0": ("cut", _constrained(dual_init=0.0, dual_update_interval=10**9), "λ = 0 held (run start)"),
 }  # fmt: skip
-DEFAULT_VARIANTS = list(VARIANTS)
+DEFAULT_VARIANTS = [
+    "sft", "erm", "constrained_budget", "constrained_k1", "constrained_k16", "constrained_f0.25", "constrained_f0.0625",
+    "constrained_m1_f0.125_d0.03125", "constrained_rot1_f0.125_d0.03125", "constrained_m1_f0.5_d0.03125",
+    "constrained_m1_f1.0_d0.03125", "constrained_k8_m1_d0.03125", "constrained_k1_dual0",
+]  # fmt: skip
 
 
 # ---------------------------------------------------------------------------------------------------- statistics
@@ -197,13 +203,20 @@ def flop_model(shape: dict[str, Any], variant: str, activation_checkpointing: bo
     base = body + 4 * readout * sft_rows
     if variant == BASELINE:
         return 1.0
-    options = VARIANTS[variant][1]
-    fraction = options.get("layer_loss_token_fraction", 1.0)
+    options = dict(VARIANTS[variant][1])
+    if "layer_loss_budget" not in options and options.get("constrained", True):  # the default budget, as the trainer
+        from hf_cut.cost import allocate  # spends it (per token of the completion, FLOPs of this model)
+
+        params = L * (2 * d * d + 2 * d * dkv + 3 * d * ff)  # the trainer's count: decoder layers, no embeddings
+        chosen = allocate(0.1, (4 if activation_checkpointing else 3) * 2 * params + 4 * readout, readout, L)
+        options.update(layer_loss_token_fraction=chosen.token_fraction, layer_sample_size=chosen.layer_sample_size,
+                       dual_token_fraction=chosen.dual_token_fraction)  # fmt: skip
+    fraction = options.get("layer_loss_token_fraction") or 1.0
     interval = options.get("layer_loss_interval", _default_interval())
     sampled = completion * fraction
     values = completion * (options.get("dual_token_fraction") or fraction)  # tokens of the layers without grad
     if not options.get("constrained", True):
-        extra = 1 * readout * values * L  # ℓ_0 … ℓ_{L−1} without grad
+        extra = 0.0  # ERM measures its layers on logged steps only, and the benchmark logs nothing
     elif options.get("dual_init", 0.0) > 0:
         m = min(options.get("layer_sample_size") or L - 1, L - 1)  # ℓ_1 … ℓ_{L−1} carry weight, ℓ_0 does not
         extra = 4 * readout * sampled * m + 1 * readout * values * (L - m)
