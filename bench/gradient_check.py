@@ -59,7 +59,9 @@ def term_grads(model, batch, duals: torch.Tensor, request) -> torch.Tensor:
             rows.append(torch.zeros(sum(p.numel() for p in params)))
             continue
         grads = torch.autograd.grad(term, params, retain_graph=True, allow_unused=True)
-        rows.append(torch.cat([(g if g is not None else torch.zeros_like(p)).reshape(-1) for g, p in zip(grads, params)]))
+        rows.append(
+            torch.cat([(g if g is not None else torch.zeros_like(p)).reshape(-1) for g, p in zip(grads, params)])
+        )
     return torch.stack(rows)
 
 
@@ -190,7 +192,13 @@ def main(argv: list[str] | None = None) -> dict:
     duals = torch.tensor(duals, dtype=torch.float32)
     model, batches = build(args.model, args.batch_size, args.batch_size * args.batches)
     model.eval()  # no dropout; the readout's token sampling does not depend on the mode
-    result = {"model": args.model, "duals": duals.tolist(), "draws": args.draws, "batches": len(batches), "fractions": {}}
+    result = {
+        "model": args.model,
+        "duals": duals.tolist(),
+        "draws": args.draws,
+        "batches": len(batches),
+        "fractions": {},
+    }
     for fraction in args.fractions:
         result["fractions"][str(fraction)] = {
             "fixed_batch": fixed_batch(model, batches[0], duals, fraction, args.draws),

@@ -89,7 +89,9 @@ def run_recipe(setting: str, seed: int, output_dir: Path, extra: list[str], thre
         with open(output_dir / "run.log", "w", encoding="utf-8") as log:
             done = subprocess.run(cmd, env=env, stdout=log, stderr=subprocess.STDOUT, check=False)
         if done.returncode != 0:
-            raise RuntimeError(f"{setting} seed {seed}: the recipe failed (exit {done.returncode}); see {output_dir}/run.log")
+            raise RuntimeError(
+                f"{setting} seed {seed}: the recipe failed (exit {done.returncode}); see {output_dir}/run.log"
+            )
     return json.loads(summary.read_text(encoding="utf-8"))
 
 
@@ -148,7 +150,9 @@ def main(argv: list[str] | None = None) -> dict[str, list[dict]]:
     threads = 1 if args.jobs > 1 else None
     with ThreadPoolExecutor(max_workers=args.jobs) as pool:
         futures = {
-            (s, seed): pool.submit(run_recipe, s, seed, args.output_dir / args.constraints / f"{s}_s{seed}", extra, threads)
+            (s, seed): pool.submit(
+                run_recipe, s, seed, args.output_dir / args.constraints / f"{s}_s{seed}", extra, threads
+            )
             for s in args.settings
             for seed in args.seeds
         }

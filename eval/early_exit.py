@@ -42,7 +42,9 @@ def main(args: argparse.Namespace) -> dict:
         quality = layers_kept_quality(model, tokenizer, quality_set, batch_size=args.batch_size)
         quality["model"] = path
         per_model.setdefault(label, []).append(quality)
-        print(f"{label}: token accuracy by layers kept " + " ".join(f"{100 * a:.1f}" for a in quality["token_accuracy"]))
+        print(
+            f"{label}: token accuracy by layers kept " + " ".join(f"{100 * a:.1f}" for a in quality["token_accuracy"])
+        )
         if not args.speculative or label in result["speculative"]:
             continue
         if args.speculative_labels and label not in args.speculative_labels:
@@ -100,7 +102,10 @@ def make_parser() -> argparse.ArgumentParser:
     parser.add_argument("--batch_size", type=int, default=16)
     parser.add_argument("--speculative", action="store_true", help="also measure self-speculative decoding")
     parser.add_argument(
-        "--speculative_labels", nargs="+", default=None, help="only for these labels (default: all; first model of each)"
+        "--speculative_labels",
+        nargs="+",
+        default=None,
+        help="only for these labels (default: all; first model of each)",
     )
     parser.add_argument("--early_exits", nargs="+", type=int, default=[8, 12, 16, 20, 24], help="k values tried")
     parser.add_argument("--select_prompts", type=int, default=8, help="prompts on which the best k is chosen")

@@ -196,7 +196,7 @@ class ConstraintArguments:
     )
     layer_sample_size: int | None = field(
         default=None,
-        metadata={"help": "m: intermediate layers given a gradient per measured step, importance-weighted (None: all)."},
+        metadata={"help": "m: intermediate layers with a gradient per measured step, importance-weighted (None: all)."},
     )
     layer_sampling: str = field(
         default="weighted",
@@ -268,7 +268,8 @@ class ConstraintArguments:
                       if getattr(self, name) is not None]  # fmt: skip
             if chosen:
                 raise ValueError(
-                    f"`layer_loss_budget` ({self.layer_loss_budget}) chooses layer_sample_size, layer_loss_token_fraction "
+                    f"`layer_loss_budget` ({self.layer_loss_budget}) chooses layer_sample_size, "
+                    "layer_loss_token_fraction "
                     f"and dual_token_fraction for the model, but {', '.join(chosen)} is set too; set "
                     "`layer_loss_budget=None` to choose them yourself."
                 )

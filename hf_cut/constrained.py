@@ -161,7 +161,8 @@ class ConstrainedMixin:
         if args.constrained:
             if not self.duals.accumulate(layer_losses, count):
                 self._warn_nonfinite(layer_losses)
-            value = lagrangian_penalty(layer_losses, self.duals.multipliers, args.descent_alpha, args.detach_previous_loss)
+            lam, alpha = self.duals.multipliers, args.descent_alpha
+            value = lagrangian_penalty(layer_losses, lam, alpha, args.detach_previous_loss)
         elif args.deep_supervision_weight > 0 and self.num_layers > 1:
             value = args.deep_supervision_weight * layer_losses[1:-1].mean()
         else:

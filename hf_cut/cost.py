@@ -24,8 +24,9 @@ _MIN_FRACTION = 1.0 / 256
 
 @dataclass(frozen=True)
 class LayerBudget:
-    """The resolved cost options: ``layer_sample_size`` m (``None``: every weighted layer), ``layer_loss_token_fraction``
-    f, ``dual_token_fraction`` d, and the FLOPs they add per token as a share of a plain step (``extra``, when known)."""
+    """The resolved cost options: ``layer_sample_size`` m (``None``: every weighted layer),
+    ``layer_loss_token_fraction`` f, ``dual_token_fraction`` d, and the FLOPs they add per token as a share of a plain
+    step (``extra``, when known)."""
 
     layer_sample_size: int | None
     token_fraction: float
@@ -42,7 +43,9 @@ def step_flops_per_token(model: nn.Module, activation_checkpointing: bool) -> tu
     body = sum(p.numel() for p in model.parameters() if id(p) not in embeddings)
     config = model.config.get_text_config() if hasattr(model.config, "get_text_config") else model.config
     layers = next(
-        v for v in (getattr(config, n, None) for n in ("num_hidden_layers", "n_layer", "num_layers")) if isinstance(v, int)
+        v
+        for v in (getattr(config, n, None) for n in ("num_hidden_layers", "n_layer", "num_layers"))
+        if isinstance(v, int)
     )
     plain = (4.0 if activation_checkpointing else 3.0) * 2.0 * body + 4.0 * readout
     return plain, readout, layers

@@ -74,7 +74,7 @@ class ConstrainedSFTTrainer(ConstrainedMixin, SFTTrainer):
         add_layer_readout(base)  # raises ValueError if the norm, head or layers cannot be found
         self._setup_constraints(base, num_layers(base))
         if args.layer_loss_budget is not None:
-            checkpointing = bool(getattr(args, "gradient_checkpointing", False))
+            checkpointing = getattr(args, "activation_checkpointing", getattr(args, "gradient_checkpointing", False))
             self.cost = allocate(args.layer_loss_budget, *step_flops_per_token(base, checkpointing))
             logger.info(
                 f"layer_loss_budget={args.layer_loss_budget}: {self.cost.layer_sample_size} layer(s) with grad per step "

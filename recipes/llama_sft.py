@@ -44,7 +44,6 @@ accelerate launch recipes/llama_sft.py \
     --lora_alpha 16 \
     --descent_alpha 0.1 \
     --dual_lr 1.0 \
-    --layer_loss_interval 16 \
     --output_dir outputs/llama31-8b-alpaca-cut-lora
 ```
 """

@@ -96,10 +96,14 @@ def speculative_decoding(
     counts. The first ``warmup`` prompts are decoded once both ways before timing.
     """
     if not 1 <= early_exit < num_layers(model):
-        raise ValueError(f"`early_exit` must be in 1 … {num_layers(model) - 1} (the model has {num_layers(model)} layers)")
+        raise ValueError(
+            f"`early_exit` must be in 1 … {num_layers(model) - 1} (the model has {num_layers(model)} layers)"
+        )
     model.eval()
     pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
-    kwargs = dict(max_new_tokens=max_new_tokens, do_sample=False, pad_token_id=pad, top_p=None, top_k=None, temperature=None)
+    kwargs = dict(
+        max_new_tokens=max_new_tokens, do_sample=False, pad_token_id=pad, top_p=None, top_k=None, temperature=None
+    )
     encoded = [tokenizer(p, return_tensors="pt", add_special_tokens=False).to(model.device) for p in prompts]
 
     def decode(inputs, **extra) -> tuple[torch.Tensor, float]:
