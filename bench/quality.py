@@ -137,6 +137,7 @@ def main(argv: list[str] | None = None) -> dict[str, list[dict]]:
     p.add_argument("--output_dir", type=Path, default=ROOT / "outputs" / "cost_quality")
     p.add_argument("--markdown", type=Path, default=ROOT / "docs" / "performance.md")
     p.add_argument("--no-markdown", action="store_true", help="print the table only")
+    p.add_argument("--existing", action="store_true", help="tabulate the runs already there, train none")
     p.add_argument("recipe_args", nargs=argparse.REMAINDER, help="after --: more flags for the recipe")
     args = p.parse_args(argv)
     for setting in args.settings:
@@ -148,6 +149,16 @@ def main(argv: list[str] | None = None) -> dict[str, list[dict]]:
     if args.constraints == "auto":
         extra = ["--resilience_coef", "auto", *extra]
     threads = 1 if args.jobs > 1 else None
+    if args.existing:
+        results = {}
+        for setting in args.settings:
+            dirs = [args.output_dir / args.constraints / f"{setting}_s{seed}" for seed in args.seeds]
+            runs = [json.loads((d / "layer_losses.json").read_text()) for d in dirs if (d / "layer_losses.json").exists()]
+            if runs:
+                results[setting] = runs
+        if not results:
+            p.error(f"--existing: no run of {args.settings} under {args.output_dir / args.constraints}")
+        return _report(results, args, argv)
     with ThreadPoolExecutor(max_workers=args.jobs) as pool:
         futures = {
             (s, seed): pool.submit(
@@ -157,6 +168,10 @@ def main(argv: list[str] | None = None) -> dict[str, list[dict]]:
             for seed in args.seeds
         }
         results = {s: [futures[(s, seed)].result() for seed in args.seeds] for s in args.settings}
+    return _report(results, args, argv)
+
+
+def _report(results: dict[str, list[dict]], args, argv) -> dict[str, list[dict]]:
     command = "python bench/quality.py " + shlex.join(sys.argv[1:] if argv is None else argv)
     text = markdown_table(command.strip(), results)
     print(text)
