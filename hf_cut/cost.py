@@ -34,21 +34,15 @@ class LayerBudget:
     extra: float | None = None
 
 
-def step_flops_per_token(model: nn.Module, activation_checkpointing: bool) -> tuple[float, float, int]:
-    """(plain step FLOPs per token, readout forward FLOPs per token R, L) from the model's own parameter counts."""
+def step_flops_per_token(model: nn.Module, activation_checkpointing: bool) -> tuple[float, float]:
+    """(plain step FLOPs per token, readout forward FLOPs per token R) from the model's own parameter counts."""
     head = model.get_output_embeddings()
     vocab, hidden = head.weight.shape
     readout = 2.0 * vocab * hidden
     embeddings = {id(p) for p in model.get_input_embeddings().parameters()} | {id(p) for p in head.parameters()}
     body = sum(p.numel() for p in model.parameters() if id(p) not in embeddings)
-    config = model.config.get_text_config() if hasattr(model.config, "get_text_config") else model.config
-    layers = next(
-        v
-        for v in (getattr(config, n, None) for n in ("num_hidden_layers", "n_layer", "num_layers"))
-        if isinstance(v, int)
-    )
     plain = (4.0 if activation_checkpointing else 3.0) * 2.0 * body + 4.0 * readout
-    return plain, readout, layers
+    return plain, readout
 
 
 def allocate(budget: float, plain: float, readout: float, num_layers: int) -> LayerBudget:

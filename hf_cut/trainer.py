@@ -75,7 +75,8 @@ class ConstrainedSFTTrainer(ConstrainedMixin, SFTTrainer):
         self._setup_constraints(base, num_layers(base))
         if args.layer_loss_budget is not None:
             checkpointing = getattr(args, "activation_checkpointing", getattr(args, "gradient_checkpointing", False))
-            self.cost = allocate(args.layer_loss_budget, *step_flops_per_token(base, checkpointing))
+            plain, readout = step_flops_per_token(base, checkpointing)
+            self.cost = allocate(args.layer_loss_budget, plain, readout, self.num_layers)
             logger.info(
                 f"layer_loss_budget={args.layer_loss_budget}: {self.cost.layer_sample_size} layer(s) with grad per step "
                 f"on {self.cost.token_fraction:.4g} of the completion tokens, every layer's value on "
