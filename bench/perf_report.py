@@ -7,7 +7,7 @@ import platform
 from pathlib import Path
 from typing import Any
 
-__all__ = ["MARK_END", "MARK_START", "machine_info", "markdown_report", "write_markdown"]
+__all__ = ["MARK_END", "MARK_START", "machine_info", "markdown_report", "mean_std", "write_markdown"]
 
 MARK_START, MARK_END = "<!-- benchmark:start -->", "<!-- benchmark:end -->"
 
@@ -109,6 +109,16 @@ def markdown_report(report: dict[str, Any], descriptions: dict[str, str]) -> str
     for name, why in report.get("skipped_shapes", {}).items():
         lines += ["", f"Shape `{name}` skipped: {why}."]
     return "\n".join(lines)
+
+
+def mean_std(values: list[float], scale: float = 1.0, digits: int = 3) -> str:
+    """``mean ± sample std`` of ``values`` times ``scale`` (the mean alone for one value)."""
+    import statistics
+
+    mean = statistics.fmean(values) * scale
+    if len(values) < 2:
+        return f"{mean:.{digits}f}"
+    return f"{mean:.{digits}f} ± {statistics.stdev(values) * scale:.{digits}f}"
 
 
 def write_markdown(path: Path, body: str, marks: tuple[str, str] = (MARK_START, MARK_END)) -> None:

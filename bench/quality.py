@@ -23,7 +23,6 @@ import argparse
 import json
 import os
 import shlex
-import statistics
 import subprocess
 import sys
 from concurrent.futures import ThreadPoolExecutor
@@ -33,7 +32,7 @@ HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
 sys.path.insert(0, str(HERE))
 
-from perf_report import write_markdown  # noqa: E402
+from perf_report import mean_std, write_markdown  # noqa: E402
 
 MARKS = {"hard": ("<!-- quality:start -->", "<!-- quality:end -->"),
          "auto": ("<!-- quality-auto:start -->", "<!-- quality-auto:end -->")}  # fmt: skip
@@ -95,13 +94,6 @@ def run_recipe(setting: str, seed: int, output_dir: Path, extra: list[str], thre
     return json.loads(summary.read_text(encoding="utf-8"))
 
 
-def _mean_std(values: list[float], scale: float = 1.0, digits: int = 3) -> str:
-    mean = statistics.fmean(values) * scale
-    if len(values) < 2:
-        return f"{mean:.{digits}f}"
-    return f"{mean:.{digits}f} ± {statistics.stdev(values) * scale:.{digits}f}"
-
-
 def markdown_table(command: str, results: dict[str, list[dict]]) -> str:
     """One row per setting: mean ± std over its runs (training seeds)."""
     any_run = next(iter(results.values()))[0]
@@ -119,10 +111,10 @@ def markdown_table(command: str, results: dict[str, list[dict]]) -> str:
         duals = [sum(r["dual_variables"]) for r in runs] if runs[0]["constrained"] else None
         lines.append(
             f"| `{setting}` | {' '.join(setting_flags(setting))} | {len(runs)} "
-            f"| {_mean_std([r['layer_losses'][L] for r in runs])} | {_mean_std([r['layer_losses'][mid] for r in runs])} "
-            f"| {_mean_std([r['eval_mean_token_accuracy'] for r in runs], 100, 1)} "
-            f"| {_mean_std([r['constraint_satisfaction'] for r in runs], 100, 0)} "
-            f"| {_mean_std(duals, 1, 2) if duals else '–'} |"
+            f"| {mean_std([r['layer_losses'][L] for r in runs])} | {mean_std([r['layer_losses'][mid] for r in runs])} "
+            f"| {mean_std([r['eval_mean_token_accuracy'] for r in runs], 100, 1)} "
+            f"| {mean_std([r['constraint_satisfaction'] for r in runs], 100, 0)} "
+            f"| {mean_std(duals, 1, 2) if duals else '–'} |"
         )
     return "\n".join(lines)
 

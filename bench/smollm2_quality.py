@@ -20,16 +20,9 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
-from perf_report import write_markdown  # noqa: E402
+from perf_report import mean_std, write_markdown  # noqa: E402
 
 MARKS = ("<!-- quality-smollm2:start -->", "<!-- quality-smollm2:end -->")
-
-
-def _fmt(values: list[float], scale: float = 1.0, digits: int = 1) -> str:
-    mean = statistics.fmean(values) * scale
-    if len(values) < 2:
-        return f"{mean:.{digits}f}"
-    return f"{mean:.{digits}f} ± {statistics.stdev(values) * scale:.{digits}f}"
 
 
 def table(runs: dict[str, list[str]], sweep_dir: Path, gamma: float, command: str) -> str:
@@ -50,11 +43,11 @@ def table(runs: dict[str, list[str]], sweep_dir: Path, gamma: float, command: st
         acc = {g: [statistics.fmean(v[g]) for v in by_model.values() if g in v] for g in (0.0, gamma)}
         losses = [s["layer_losses"] for s in summaries]
         lines.append(
-            f"| {label} | {len(dirs)} | {_fmt(acc[0.0], 100)} | {_fmt(acc[gamma], 100)} "
-            f"| {_fmt([l[-1] for l in losses], 1, 3)} | {_fmt([l[15] for l in losses], 1, 2)} "
-            f"| {_fmt([l[25] for l in losses], 1, 2)} | {_fmt([s['constraint_satisfaction'] for s in summaries], 100)} "
-            f"| {_fmt([sum(s['dual_variables']) for s in summaries], 1, 2)} "
-            f"| {_fmt([s['train_runtime'] for s in summaries], 1, 0)} |"
+            f"| {label} | {len(dirs)} | {mean_std(acc[0.0], 100, 1)} | {mean_std(acc[gamma], 100, 1)} "
+            f"| {mean_std([l[-1] for l in losses], 1, 3)} | {mean_std([l[15] for l in losses], 1, 2)} "
+            f"| {mean_std([l[25] for l in losses], 1, 2)} | {mean_std([s['constraint_satisfaction'] for s in summaries], 100, 1)} "
+            f"| {mean_std([sum(s['dual_variables']) for s in summaries], 1, 2)} "
+            f"| {mean_std([s['train_runtime'] for s in summaries], 1, 0)} |"
         )
     return "\n".join(lines)
 
