@@ -46,16 +46,13 @@ def normalise_resilience(value) -> float | str | None:
     return None if math.isinf(number) and number > 0 else number
 
 
-def resolve_resilience(value, num_layers: int, dual_lr: float) -> float | None:
-    """β for a model of ``num_layers`` layers: ``"auto"`` → 1/L; checks ``dual_lr <= β`` (see the config)."""
-    beta = 1.0 / num_layers if value == "auto" else value
-    if beta is not None and dual_lr > beta:
-        raise ValueError(
-            f"`dual_lr` ({dual_lr}) must be <= `resilience_coef` (β = {beta:.4g}"
-            f"{' = 1/L, L = ' + str(num_layers) if value == 'auto' else ''}): the resilient dual step multiplies λ by "
-            "1 − dual_lr/β each step, and above 1 the duals oscillate; lower `dual_lr` or set `resilience_coef`."
-        )
-    return beta
+def resolve_resilience(value, num_layers: int, dual_lr: float | None = None) -> float | None:
+    """β for a model of ``num_layers`` layers: ``"auto"`` → 1/L, a number as given, ``None`` (hard) as given.
+
+    ``dual_lr`` is accepted for compatibility and not used: the resilient dual step is taken implicitly
+    (:func:`hf_cut.duals.proximal_dual_step`), which is stable for every ``dual_lr > 0``.
+    """
+    return 1.0 / num_layers if value == "auto" else value
 
 
 def _optional_number(value, name: str) -> float | None:
@@ -111,7 +108,8 @@ class ConstraintArguments:
         constraint the model cannot meet costs a bounded weight instead of one that grows without end. `"auto"` is
         β = 1/L for a model of L layers: the constraint terms together then weigh at most the mean violation, the
         scale of ℓ_L and of deep supervision (measured on SmolLM2, 30 layers: README). `None` (or `"none"`, `inf`)
-        keeps the constraints hard, the paper's exact formulation. `dual_lr` must not exceed β.
+        keeps the constraints hard, the paper's exact formulation. The relaxed dual step is taken implicitly,
+        `λ ← [(λ + η_d ŝ) / (1 + η_d/β)]₊`: it settles at β·ŝ without oscillating for every `dual_lr` > 0.
 
     > Parameters that control the input perturbation and the cost
 
@@ -246,8 +244,6 @@ class ConstraintArguments:
         beta = self.resilience_coef
         if beta is not None and beta != "auto" and not beta > 0:
             fail("resilience_coef", "'auto', None (hard constraints) or a number > 0")
-        if isinstance(beta, float) and is_number(self.dual_lr):
-            resolve_resilience(beta, 1, self.dual_lr)  # dual_lr <= β; "auto" is checked once L is known
         if not is_number(self.noise_gamma) or self.noise_gamma < 0.0:
             fail("noise_gamma", "a finite number >= 0")
         if not is_number(self.noise_mean):

@@ -6,12 +6,18 @@ constraints of P-CUT are ``ℓ_l ≤ (1 − α) ℓ_{l−1}`` for ``l = 1 … L`
     s_l = ℓ_l − (1 − α) ℓ_{l−1}            (s_l ≤ 0  ⇔  constraint l satisfied)
 
 and the Lagrangian is ``ℓ_L + Σ_l λ_l s_l``. Training alternates a primal step on the Lagrangian (λ fixed) with a
-projected dual ascent step
+projected dual ascent step. With hard constraints (``β = ∞``) it is
 
-    λ_l ← max(0, λ_l + η_d (ŝ_l − λ_l / β))
+    λ_l ← max(0, λ_l + η_d ŝ_l)
 
-where ``ŝ_l`` is the slack estimated on the data of the step and ``β`` the resilience coefficient (``β = ∞``: hard
-constraints). :class:`DualVariables` keeps λ and the running estimate ``ŝ``; :func:`slack` and
+where ``ŝ_l`` is the slack estimated on the data of the step. With the resilient relaxation ``u_l = λ_l / β`` the
+step is taken implicitly (a proximal step on the relaxed dual, ``−λ²/2β`` evaluated at the new λ):
+
+    λ_l ← max(0, (λ_l + η_d ŝ_l) / (1 + η_d / β))
+
+Its fixed point is ``β·ŝ_l``, as for the explicit step ``λ_l + η_d (ŝ_l − λ_l / β)``, but it contracts by
+``1 / (1 + η_d/β) < 1`` for every ``η_d > 0``: the explicit step multiplies λ by ``1 − η_d/β`` and flips sign every
+step once ``η_d > β``. For ``η_d ≪ β`` the two agree to first order in ``η_d/β``. :class:`DualVariables` keeps λ and the running estimate ``ŝ``; :func:`slack` and
 :func:`lagrangian_penalty` are the differentiable pieces the trainer adds to the loss.
 """
 
@@ -22,7 +28,7 @@ import math
 import torch
 import torch.distributed as dist
 
-__all__ = ["DualVariables", "slack", "lagrangian_penalty", "descent_ratios"]
+__all__ = ["DualVariables", "descent_ratios", "lagrangian_penalty", "proximal_dual_step", "slack"]
 
 
 def slack(layer_losses: torch.Tensor, alpha: float, detach_previous: bool = True) -> torch.Tensor:
@@ -52,6 +58,17 @@ def descent_ratios(layer_losses: torch.Tensor, eps: float = 1e-12) -> torch.Tens
     """Ratios ``ℓ_l / ℓ_{l−1}`` for ``l = 1 … L`` (detached); below ``1 − α`` means constraint l holds."""
     losses = layer_losses.detach()
     return losses[1:] / losses[:-1].clamp(min=eps)
+
+
+def proximal_dual_step(
+    multipliers: torch.Tensor, slacks: torch.Tensor, step_size: float, resilience_coef: float | None
+) -> torch.Tensor:
+    """One projected dual step of size ``η``: ``[λ + η ŝ]₊`` for hard constraints (``β`` None or ∞), else the
+    implicit resilient step ``[(λ + η ŝ) / (1 + η/β)]₊``, stable for every ``η > 0`` (fixed point ``β·ŝ``)."""
+    ascent = multipliers + step_size * slacks
+    if resilience_coef is not None and not math.isinf(resilience_coef):
+        ascent = ascent / (1.0 + step_size / resilience_coef)
+    return ascent.clamp(min=0.0)
 
 
 class DualVariables:
@@ -119,8 +136,9 @@ class DualVariables:
     def step(self, device: torch.device | str | None = None, scale: float = 1.0) -> torch.Tensor:
         """One projected ascent step from the slack accumulated since the last step; returns that slack.
 
-        ``scale`` multiplies the step (``λ ← [λ + scale · η_d (ŝ − u)]₊``): the number of dual steps' worth of
-        optimizer steps the accumulated slack stands for, when layers are measured on only some steps.
+        ``scale`` multiplies the step size (``η = scale · η_d``; ``λ ← [(λ + η ŝ) / (1 + η/β)]₊``, or
+        ``[λ + η ŝ]₊`` for hard constraints): the number of dual steps' worth of optimizer steps the accumulated slack
+        stands for, when layers are measured on only some steps.
 
         Under ``torch.distributed`` the accumulated sums are all-reduced first, so every rank takes the same step.
         ``device`` is where the all-reduce runs (the rank's accelerator for NCCL); it defaults to the CPU.
@@ -140,7 +158,7 @@ class DualVariables:
         if num_tokens <= 0 or not bool(torch.isfinite(sums).all()):
             return self.last_slack.clone()
         estimate = slack(loss_sums / num_tokens, self.alpha)
-        self.multipliers = (self.multipliers + scale * self.lr * (estimate - self.relaxation())).clamp(min=0.0)
+        self.multipliers = proximal_dual_step(self.multipliers, estimate, scale * self.lr, self.resilience_coef)
         self.last_slack = estimate
         self.num_steps += 1
         return estimate.clone()

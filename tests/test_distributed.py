@@ -6,6 +6,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 import torch
 
 SCRIPT = Path(__file__).parent / "distributed" / "train_tiny.py"
@@ -36,11 +37,13 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def test_two_ranks_match_one_process(tmp_path):
+@pytest.mark.parametrize("resilience", ["none", "auto"], ids=["hard", "resilient-implicit"])
+def test_two_ranks_match_one_process(tmp_path, resilience):
+    """Hard constraints, and the implicit resilient step with η_d 0.5 > β = 1/3 (refused by an earlier release)."""
     one, two = tmp_path / "one", tmp_path / "two"
     one.mkdir(), two.mkdir()
-    _check(_run([sys.executable, str(SCRIPT), str(one), "4"], tmp_path))
-    _torchrun([str(two), "2"], tmp_path)
+    _check(_run([sys.executable, str(SCRIPT), str(one), "4", "--resilience_coef", resilience], tmp_path))
+    _torchrun([str(two), "2", "--resilience_coef", resilience], tmp_path)
     single = torch.load(one / "rank0.pt", weights_only=True)
     rank0 = torch.load(two / "rank0.pt", weights_only=True)
     rank1 = torch.load(two / "rank1.pt", weights_only=True)
@@ -56,11 +59,12 @@ def test_two_ranks_resume_with_their_duals(tmp_path):
     uninterrupted one does."""
     full, resumed = tmp_path / "full", tmp_path / "resumed"
     full.mkdir(), resumed.mkdir()
-    _torchrun([str(full), "2", "--save_steps", "2"], tmp_path)
+    resilient = ["--resilience_coef", "auto"]  # the implicit step, η_d 0.5 > β = 1/3
+    _torchrun([str(full), "2", "--save_steps", "2", *resilient], tmp_path)
     checkpoint = full / "out" / "checkpoint-2"
     saved = torch.load(checkpoint / "dual_variables.pt", weights_only=True)
     assert torch.all(saved["multipliers"] > 0)
-    _torchrun([str(resumed), "2", "--resume", str(checkpoint)], tmp_path)
+    _torchrun([str(resumed), "2", "--resume", str(checkpoint), *resilient], tmp_path)
     for rank in (0, 1):
         a = torch.load(full / f"rank{rank}.pt", weights_only=True)
         b = torch.load(resumed / f"rank{rank}.pt", weights_only=True)

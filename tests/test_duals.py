@@ -31,8 +31,48 @@ def test_resilient_relaxation_by_hand():
     duals = DualVariables(1, alpha=0.1, lr=0.1, init=1.0, resilience_coef=2.0)
     duals.accumulate(torch.tensor([1.0, 1.0]), num_tokens=1)
     duals.step()
-    # λ ← max(0, 1 + 0.1·(s − λ/β)) with s = 1 − 0.9·1 = 0.1 and λ/β = 0.5
-    assert duals.multipliers.item() == pytest.approx(0.96)
+    # implicit step: λ ← max(0, (1 + 0.1·s) / (1 + 0.1/2)) with s = 1 − 0.9·1 = 0.1 → 1.01 / 1.05
+    assert duals.multipliers.item() == pytest.approx(1.01 / 1.05)
+
+
+def _constant_slack_steps(lr, beta, s, steps, init=0.0):
+    """λ after each of ``steps`` dual steps on layer losses [1, 0.9 + s] (slack s at α = 0.1)."""
+    duals = DualVariables(1, alpha=0.1, lr=lr, init=init, resilience_coef=beta)
+    out = []
+    for _ in range(steps):
+        duals.accumulate(torch.tensor([1.0, 0.9 + s], dtype=torch.float64), num_tokens=1)
+        duals.step()
+        out.append(duals.multipliers.item())
+    return out
+
+
+def test_resilient_step_with_large_dual_lr_settles_monotonically():
+    """η_d = 10β: the explicit step λ(1 − η/β) + η s would multiply λ by −9; the implicit one is, by hand,
+    λ_{k+1} = (λ_k + η s)/(1 + η/β) = (λ_k + 10β s)/11, i.e. λ_k = β s (1 − 11^{−k}), rising to β s without overshoot."""
+    beta, s = 0.1, 0.5
+    seq = _constant_slack_steps(lr=10 * beta, beta=beta, s=s, steps=8)
+    expected = [beta * s * (1 - 11.0 ** -(k + 1)) for k in range(8)]
+    assert seq == pytest.approx(expected, rel=1e-9)
+    assert all(b > a for a, b in zip(seq, seq[1:])) and max(seq) <= beta * s
+    # from above the fixed point: decreases monotonically, never flips sign
+    down = _constant_slack_steps(lr=10 * beta, beta=beta, s=s, steps=6, init=5.0)
+    assert all(b < a for a, b in zip([5.0] + down, down)) and min(down) >= beta * s
+
+
+def test_resilient_step_matches_explicit_step_to_first_order():
+    """For η ≪ β the implicit and explicit steps differ by O((η/β)²): one step from λ = 1 at slack 0.2."""
+    beta, s, lam = 1.0, 0.2, 1.0
+    for lr in (1e-2, 1e-3):
+        implicit = _constant_slack_steps(lr=lr, beta=beta, s=s, steps=1, init=lam)[0]
+        explicit = lam + lr * (s - lam / beta)
+        assert abs(implicit - explicit) <= 2 * (lr / beta) ** 2 * (lam + lr * s)
+        assert abs(implicit - explicit) > 0
+
+
+def test_hard_constraints_step_is_plain_projected_ascent():
+    for beta in (None, float("inf")):
+        assert _constant_slack_steps(lr=0.5, beta=beta, s=0.2, steps=3) == pytest.approx([0.1, 0.2, 0.3])
+        assert _constant_slack_steps(lr=0.5, beta=beta, s=-0.2, steps=2, init=0.15) == pytest.approx([0.05, 0.0])
 
 
 def test_accumulated_micro_batches_equal_one_batch():

@@ -12,8 +12,9 @@ import torch
 
 SCRIPT = Path(__file__).parent / "distributed" / "train_tiny.py"
 ENV = {**os.environ, "HF_HUB_OFFLINE": "1", "CUDA_VISIBLE_DEVICES": "", "OMP_NUM_THREADS": "1"}
-# 8 steps, the layers measured on every 4th (global_step 0 and 4), a checkpoint every 2 steps
-RUN = ["4", "--max_steps", "8", "--layer_loss_interval", "4", "--save_steps", "2"]
+# 8 steps, the layers measured on every 4th (global_step 0 and 4), a checkpoint every 2 steps; the implicit resilient
+# dual step with η_d 0.5 > β = 1/3
+RUN = ["4", "--max_steps", "8", "--layer_loss_interval", "4", "--save_steps", "2", "--resilience_coef", "auto"]
 
 
 def _complete(checkpoint: Path) -> bool:

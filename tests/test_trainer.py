@@ -156,12 +156,10 @@ def test_bad_option_rejected_with_its_name(tmp_path, name, value):
         ConstrainedSFTConfig(output_dir=str(tmp_path), use_cpu=True, **{name: value})
 
 
-def test_resilient_dual_step_must_not_overshoot(tmp_path):
-    """η_d > β makes λ ← λ(1 − η_d/β) + η_d ŝ flip sign each step: refused, naming both fields; η_d = β and hard
-    constraints (None, inf) with any η_d are accepted."""
-    with pytest.raises(ValueError, match=r"`dual_lr` \(0.5\) must be <= `resilience_coef` \(β = 0.1\)"):
-        ConstrainedSFTConfig(output_dir=str(tmp_path), use_cpu=True, dual_lr=0.5, resilience_coef=0.1)
-    for beta in (0.5, None, float("inf")):
+def test_any_dual_lr_is_accepted_with_any_resilience(tmp_path):
+    """The implicit resilient step is stable for every η_d > 0: η_d > β (refused by an earlier release) is accepted
+    again, like η_d = β and hard constraints (None, inf)."""
+    for beta in (0.1, 0.5, "auto", None, float("inf")):
         ConstrainedSFTConfig(output_dir=str(tmp_path), use_cpu=True, dual_lr=0.5, resilience_coef=beta)
 
 
@@ -182,12 +180,23 @@ def test_resilience_auto_is_one_over_depth(tmp_path, tokenizer, dataset):
     trainer.duals.accumulate = lambda losses, n: seen.append(losses.detach().double().clone()) or accumulate(losses, n)
     trainer.train()
     lam = torch.zeros(3, dtype=torch.float64)
-    for losses in seen:  # λ ← [λ + η (s − λ/β)]₊ with β = 1/3
-        lam = torch.clamp(lam + 0.2 * ((losses[1:] - 0.9 * losses[:-1]) - 3.0 * lam), min=0)
+    for losses in seen:  # λ ← [(λ + η s) / (1 + η/β)]₊ with β = 1/3
+        lam = torch.clamp((lam + 0.2 * (losses[1:] - 0.9 * losses[:-1])) / (1 + 0.2 * 3.0), min=0)
     assert len(seen) == 2 and torch.allclose(trainer.dual_variables.double(), lam, atol=1e-6)
-    # η_d above 1/L: refused when the trainer learns L, naming both fields
-    with pytest.raises(ValueError, match=r"`dual_lr` \(0.5\) must be <= `resilience_coef` \(β = 0.3333 = 1/L, L = 3\)"):
-        tiny_trainer(tmp_path, tokenizer, dataset, dual_lr=0.5, resilience_coef="auto")
+
+
+def test_dual_lr_above_one_over_depth_trains(tmp_path, tokenizer, dataset):
+    """η_d = 0.5 > β = 1/L (L = 3): trains; the duals stay finite, non-negative and under their bound β·max ŝ."""
+    trainer = tiny_trainer(tmp_path, tokenizer, dataset, max_steps=12, dual_lr=0.5, resilience_coef="auto")
+    seen = []
+    step = trainer.duals.step
+    trainer.duals.step = lambda *a, **k: seen.append(step(*a, **k).clone()) or seen[-1]
+    trainer.train()
+    lam = trainer.dual_variables.double()
+    assert len(seen) == 12 and torch.isfinite(lam).all() and (lam >= 0).all()
+    # a convex combination of the previous λ and β·ŝ at every step: never above β·(max slack seen), never negative
+    bound = (1 / 3) * torch.stack(seen).clamp(min=0).max(dim=0).values
+    assert (lam <= bound + 1e-9).all()
 
 
 def test_deep_supervision_needs_unconstrained(tmp_path):

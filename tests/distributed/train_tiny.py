@@ -2,7 +2,7 @@
 
     torchrun --nproc_per_node 2 tests/distributed/train_tiny.py OUT_DIR PER_DEVICE_BATCH [--save_steps N]
         [--resume CHECKPOINT] [--poison_rank R --poison_call N] [--max_steps N] [--layer_loss_interval K]
-        [--step_sleep SECONDS]
+        [--step_sleep SECONDS] [--resilience_coef none|auto|β]
 
 With --poison_rank, rank R turns decoder layer 1's output into NaN on its N-th training forward; every rank then
 also saves the layer losses it handed to the dual variables (`seen`).
@@ -27,7 +27,7 @@ from tests.conftest import WORDS, make_rows, tiny_causal_lm, train_args  # noqa:
 
 def main(out_dir: str, per_device_batch: int, save_steps: int | None, resume: str | None,
          poison_rank: int | None = None, poison_call: int = 1, max_steps: int = 4, layer_loss_interval: int = 1,
-         step_sleep: float = 0.0) -> None:  # fmt: skip
+         step_sleep: float = 0.0, resilience_coef: str = "none") -> None:  # fmt: skip
     from pathlib import Path
 
     from hf_cut import ConstrainedSFTTrainer
@@ -37,8 +37,9 @@ def main(out_dir: str, per_device_batch: int, save_steps: int | None, resume: st
     tok.train_from_iterator([" ".join(WORDS)], trainers.WordLevelTrainer(special_tokens=["<unk>", "<pad>", "<eos>"]))
     tokenizer = PreTrainedTokenizerFast(tokenizer_object=tok, unk_token="<unk>", pad_token="<pad>", eos_token="<eos>")
     model = tiny_causal_lm(vocab_size=len(tokenizer), pad_token_id=tokenizer.pad_token_id)
+    # dual_lr 0.5 with resilience_coef "auto" (β = 1/3) is the implicit resilient step with η_d > β
     options = dict(per_device_train_batch_size=per_device_batch, max_steps=max_steps, dual_lr=0.5,
-                   layer_loss_interval=layer_loss_interval)  # fmt: skip
+                   layer_loss_interval=layer_loss_interval, resilience_coef=resilience_coef)  # fmt: skip
     if save_steps:
         options.update(save_strategy="steps", save_steps=save_steps)
     args = train_args(Path(out_dir), **options)
@@ -87,6 +88,7 @@ if __name__ == "__main__":
     parser.add_argument("--max_steps", type=int, default=4)
     parser.add_argument("--layer_loss_interval", type=int, default=1)
     parser.add_argument("--step_sleep", type=float, default=0.0)
+    parser.add_argument("--resilience_coef", default="none")
     cli = parser.parse_args()
     main(cli.out_dir, cli.per_device_batch, cli.save_steps, cli.resume, cli.poison_rank, cli.poison_call,
-         cli.max_steps, cli.layer_loss_interval, cli.step_sleep)  # fmt: skip
+         cli.max_steps, cli.layer_loss_interval, cli.step_sleep, cli.resilience_coef)  # fmt: skip
