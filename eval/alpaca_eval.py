@@ -100,6 +100,7 @@ def make_parser() -> argparse.ArgumentParser:
         default=None,
         help="alpaca-eval annotator config (name or directory); 'local' = hf-cut's offline judge (unigram F1); "
         "'local-exact' = offline exact match against the reference answers (built-in prompts); "
+        "'local-f1' = offline token F1 against them (partial credit: a draw only when equal); "
         "default: alpaca-eval's default (API key needed)",
     )
     parser.add_argument(

@@ -18,6 +18,7 @@ __all__ = [
     "ConstraintArguments",
     "ConstrainedSFTConfig",
     "ConstrainedTrainingArguments",
+    "constrained_layer_mask",
     "normalise_resilience",
     "resolve_resilience",
 ]
@@ -53,6 +54,46 @@ def resolve_resilience(value, num_layers: int, dual_lr: float | None = None) -> 
     (:func:`hf_cut.duals.proximal_dual_step`), which is stable for every ``dual_lr > 0``.
     """
     return 1.0 / num_layers if value == "auto" else value
+
+
+def _parse_layer_spec(spec: str) -> str | list[tuple[int, int]]:
+    """``"all"`` / ``"upper_half"``, or inclusive ranges from ``"16-30"``, ``"3,5,7"``, ``"1-4,20-30"``."""
+    text = str(spec).strip().lower().replace(" ", "")
+    if text in ("all", "upper_half"):
+        return text
+    ranges = []
+    for part in text.split(","):
+        low, _, high = part.partition("-")
+        if not low.isdigit() or (high and not high.isdigit()):
+            raise ValueError(
+                f"`constrained_layers` must be 'all', 'upper_half' or layers 1 … L as ranges and numbers such as "
+                f"'16-30' or '2,4,6-8', got {spec!r}."
+            )
+        ranges.append((int(low), int(high or low)))
+    return ranges
+
+
+def constrained_layer_mask(spec: str, num_layers: int) -> list[bool]:
+    """Which of the constraints ``l = 1 … L`` are enforced, from the ``constrained_layers`` option.
+
+    ``"all"``: every layer; ``"upper_half"``: ``l > L // 2`` (for L = 30, layers 16 … 30); otherwise the listed layers
+    (``"16-30"``, ``"2,4,6-8"``), each in 1 … L. Constraint l compares ``ℓ_l`` with ``ℓ_{l−1}``, so ``"16-30"`` asks
+    layers 16 … 30 to descend from layer 15's loss on.
+    """
+    parsed = _parse_layer_spec(spec)
+    if parsed == "all":
+        return [True] * num_layers
+    if parsed == "upper_half":
+        return [layer > num_layers // 2 for layer in range(1, num_layers + 1)]
+    chosen = set()
+    for low, high in parsed:
+        if not 1 <= low <= high <= num_layers:
+            raise ValueError(
+                f"`constrained_layers` ({spec!r}) names layers outside 1 … {num_layers} (the model's L) or a range "
+                "whose end is below its start."
+            )
+        chosen.update(range(low, high + 1))
+    return [layer in chosen for layer in range(1, num_layers + 1)]
 
 
 def _optional_number(value, name: str) -> float | None:
@@ -94,6 +135,12 @@ class ConstraintArguments:
         With `constrained=False`, weight w of the mean intermediate-layer loss (layers 1 … L−1) added to `ℓ_L`: the
         deep-supervision baseline (fixed weights, no dual variables), on the steps that measure the layers (every
         `layer_loss_interval`-th).
+
+    constrained_layers (`str`, defaults to `"all"`):
+        Which constraints `ℓ_l ≤ (1 − α) ℓ_{l−1}` are enforced: `"all"` (l = 1 … L), `"upper_half"` (l > L // 2), or
+        layers as ranges and numbers (`"16-30"`, `"2,4,6-8"`). The others keep λ_l = 0 (no term in the Lagrangian, no
+        gradient through their readout) and are still measured and logged. The early layers of a pretrained LLM
+        cannot predict the next token through the head; constraining only the upper layers leaves them free.
 
     > Parameters that control the dual variables
 
@@ -216,6 +263,13 @@ class ConstraintArguments:
         metadata={"help": "With constrained=False: weight of the mean intermediate layer loss (0 = plain ERM)."},
     )
 
+    constrained_layers: str = field(
+        default="all",
+        metadata={
+            "help": "Constraints enforced: 'all', 'upper_half' (l > L // 2) or layers such as '16-30' or '2,4,6-8'."
+        },
+    )
+
     def __post_init__(self) -> None:
         self.validate_constraint_args()
         super().__post_init__()
@@ -244,6 +298,7 @@ class ConstraintArguments:
         beta = self.resilience_coef
         if beta is not None and beta != "auto" and not beta > 0:
             fail("resilience_coef", "'auto', None (hard constraints) or a number > 0")
+        _parse_layer_spec(self.constrained_layers)  # the layers themselves are checked once L is known
         if not is_number(self.noise_gamma) or self.noise_gamma < 0.0:
             fail("noise_gamma", "a finite number >= 0")
         if not is_number(self.noise_mean):

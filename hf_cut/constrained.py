@@ -17,7 +17,7 @@ import torch
 from torch import nn
 from transformers import TrainerCallback
 
-from .config import normalise_resilience, resolve_resilience
+from .config import constrained_layer_mask, normalise_resilience, resolve_resilience
 from .cost import LayerBudget
 from .duals import DualVariables, descent_ratios, lagrangian_penalty, slack
 from .layer_sampling import inclusion_probabilities, rotation, step_generator, systematic_sample
@@ -61,7 +61,10 @@ class ConstrainedMixin:
         self.num_layers = num_layers
         # β: "auto" → 1/L (the config checked everything it could without L)
         self.resilience_coef = resolve_resilience(normalise_resilience(args.resilience_coef), num_layers, args.dual_lr)
-        self.duals = DualVariables(num_layers, args.descent_alpha, args.dual_lr, args.dual_init, self.resilience_coef)
+        active = constrained_layer_mask(getattr(args, "constrained_layers", "all"), num_layers)
+        self.duals = DualVariables(
+            num_layers, args.descent_alpha, args.dual_lr, args.dual_init, self.resilience_coef, active=active
+        )
         self.noise = EmbeddingNoise(args.noise_gamma, args.noise_mean).attach(base_model)
         self.add_callback(_DualStepCallback(self))
         # the cost options as given (a causal-LM trainer resolves `layer_loss_budget` into them, see hf_cut.cost)

@@ -85,6 +85,7 @@ class DualVariables:
         lr: dual learning rate η_d.
         init: initial value of every λ_l.
         resilience_coef: β of the resilient relaxation ``u_l = λ_l / β``; ``None`` for hard constraints.
+        active: which constraints are enforced (default: all); the others keep λ_l = 0 and are only measured.
     """
 
     def __init__(
@@ -94,13 +95,17 @@ class DualVariables:
         lr: float,
         init: float = 0.0,
         resilience_coef: float | None = None,
+        active: list[bool] | torch.Tensor | None = None,
     ) -> None:
         if num_constraints < 1:
             raise ValueError(f"`num_constraints` must be at least 1, got {num_constraints}.")
+        self.active = torch.ones(num_constraints, dtype=torch.bool) if active is None else torch.as_tensor(active)
+        if self.active.shape != (num_constraints,):
+            raise ValueError(f"`active` must hold {num_constraints} flags, got shape {tuple(self.active.shape)}.")
         self.alpha = float(alpha)
         self.lr = float(lr)
         self.resilience_coef = resilience_coef
-        self.multipliers = torch.full((num_constraints,), float(init), dtype=torch.float64)
+        self.multipliers = torch.full((num_constraints,), float(init), dtype=torch.float64) * self.active
         self.last_slack = torch.zeros(num_constraints, dtype=torch.float64)
         self._loss_sums = torch.zeros(num_constraints + 1, dtype=torch.float64)
         self._num_tokens = torch.zeros((), dtype=torch.float64)
@@ -159,6 +164,7 @@ class DualVariables:
             return self.last_slack.clone()
         estimate = slack(loss_sums / num_tokens, self.alpha)
         self.multipliers = proximal_dual_step(self.multipliers, estimate, scale * self.lr, self.resilience_coef)
+        self.multipliers = self.multipliers * self.active
         self.last_slack = estimate
         self.num_steps += 1
         return estimate.clone()

@@ -47,6 +47,7 @@ def constraint_section(
         f"| dual_lr (η_d) | {args.dual_lr} |",
         f"| dual_update_interval | {args.dual_update_interval} |",
         f"| resilience_coef (β) | {args.resilience_coef} |",
+        f"| constrained_layers | {getattr(args, 'constrained_layers', 'all')} |",
         f"| noise_gamma (γ, training) | {args.noise_gamma} |",
         f"| layer_loss_budget | {getattr(args, 'layer_loss_budget', None)} |",
         f"| layer_sample_size | {cost.layer_sample_size if cost else args.layer_sample_size} |",

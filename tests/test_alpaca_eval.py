@@ -27,6 +27,7 @@ from hf_cut.evaluation.local_annotator import (
     exact_match,
     local_judge_verdict,
     make_exact_match_judge,
+    make_f1_judge,
     make_local_judge,
     unigram_f1,
 )
@@ -193,6 +194,28 @@ def test_exact_match_judge_matches_hand_verdicts():
     assert (result["n_wins"], result["n_wins_base"], result["n_draws"]) == (1, 1, 1)
     with pytest.raises(ValueError, match="answers"):
         make_exact_match_judge({})
+
+
+def test_f1_judge_gives_partial_credit_by_hand():
+    """Token F1 against the reference answer, computed by hand; a draw only when the two F1 are equal."""
+    answers = {"Name three colours.": "red green blue", "Capital of France?": "Paris", "Count: one two": "one two"}
+    pairs = [  # (instruction, output_1, output_2, verdict)
+        # F1("red green", ref) = 2·1·(2/3)/(1 + 2/3) = 0.8 > F1("red yellow", ref) = 2·0.5·(1/3)/(0.5 + 1/3) = 0.4
+        ("Name three colours.", "red green", "red yellow", 1.0),
+        # both wrong for exact match (a draw there), but "paris france" (F1 2/3) beats "lyon" (F1 0)
+        ("Capital of France?", "Lyon", "Paris France", 2.0),
+        ("Count: one two", "two one", "One, two.", 1.5),  # both F1 = 1: a draw
+    ]
+    pytest.importorskip("alpaca_eval")
+    model = [{"instruction": i, "output": b, "generator": "m"} for i, _, b, _ in pairs]
+    reference = [{"instruction": i, "output": a, "generator": "r"} for i, a, _, _ in pairs]
+    result = judge_pairwise(model, reference, annotators_config="local-f1", answers=answers)
+    assert (result["n_wins"], result["n_wins_base"], result["n_draws"]) == (1, 1, 1)
+    assert result["win_rate"] == pytest.approx(50.0) and result["annotator"] == "local-f1"
+    exact = judge_pairwise(model, reference, annotators_config="local-exact", answers=answers)
+    assert (exact["n_wins"], exact["n_wins_base"], exact["n_draws"]) == (0, 0, 3)  # exact match ties all three
+    with pytest.raises(ValueError, match="token-F1"):
+        make_f1_judge({})
 
 
 def test_instructions_builtin_fallback_and_files(tmp_path, monkeypatch, caplog):

@@ -298,3 +298,37 @@ def test_gradient_checkpointing_trains_identically(tmp_path, tokenizer, dataset)
     checkpointed.train()
     assert torch.allclose(plain.dual_variables, checkpointed.dual_variables, atol=1e-6)
     assert torch.allclose(_params(plain), _params(checkpointed), atol=1e-6)
+
+
+def test_constrained_layer_mask_by_hand():
+    from hf_cut.config import constrained_layer_mask
+
+    assert constrained_layer_mask("all", 3) == [True] * 3
+    assert constrained_layer_mask("upper_half", 30) == [False] * 15 + [True] * 15  # layers 16 … 30
+    assert constrained_layer_mask("upper_half", 5) == [False, False, True, True, True]  # l > 5 // 2
+    assert constrained_layer_mask(" 2, 4,6-8 ", 8) == [False, True, False, True, False, True, True, True]
+    with pytest.raises(ValueError, match="outside 1 … 4"):
+        constrained_layer_mask("3-5", 4)
+    with pytest.raises(ValueError, match="`constrained_layers`"):
+        ConstrainedSFTConfig(output_dir="unused", use_cpu=True, constrained_layers="upper")
+
+
+def test_constrained_layers_leave_the_others_at_zero(tmp_path, tokenizer, dataset):
+    """Only constraints 3 and 4 of a 4-layer model enforced: their λ follow the hard dual step by hand from the layer
+    losses the trainer measured (learning rate 0, so the losses do not depend on λ); λ_1 = λ_2 = 0 throughout."""
+    from tests.conftest import tiny_causal_lm
+
+    model = tiny_causal_lm(vocab_size=len(tokenizer), num_layers=4, pad_token_id=tokenizer.pad_token_id)
+    trainer = tiny_trainer(tmp_path, tokenizer, dataset, model=model, max_steps=3, learning_rate=0.0, dual_lr=0.5,
+                           constrained_layers="3-4")  # fmt: skip
+    seen = []
+    accumulate = trainer.duals.accumulate
+    trainer.duals.accumulate = lambda losses, n: seen.append(losses.detach().double().clone()) or accumulate(losses, n)
+    trainer.train()
+    lam = torch.zeros(4, dtype=torch.float64)
+    for losses in seen:
+        lam = torch.clamp(lam + 0.5 * (losses[1:] - 0.9 * losses[:-1]), min=0) * torch.tensor([0.0, 0.0, 1.0, 1.0])
+    assert len(seen) == 3 and torch.allclose(trainer.dual_variables.double(), lam, atol=1e-6)
+    assert trainer.dual_variables[:2].eq(0).all() and trainer.dual_variables[2:].gt(0).any()
+    with pytest.raises(ValueError, match="outside 1 … 4"):
+        tiny_trainer(tmp_path, tokenizer, dataset, model=model, constrained_layers="3-9")

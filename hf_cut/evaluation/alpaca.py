@@ -33,7 +33,17 @@ from .alpaca_data import (
     write_model_outputs,
 )
 from .generation import generate_completions
-from .local_annotator import LOCAL_ANNOTATOR_DIR, exact_match, make_exact_match_judge, make_local_judge
+from .local_annotator import (
+    LOCAL_ANNOTATOR_DIR,
+    exact_match,
+    make_exact_match_judge,
+    make_f1_judge,
+    make_local_judge,
+    unigram_f1,
+)
+
+# the offline judges by name: each needs the reference answer of every instruction
+REFERENCE_JUDGES = {"local-exact": make_exact_match_judge, "local-f1": make_f1_judge}
 from .plots import plot_win_rates
 
 __all__ = [
@@ -77,7 +87,7 @@ def _import_alpaca_eval():
 def _is_local(annotators_config: str | os.PathLike | None) -> bool:
     if annotators_config is None:
         return False
-    if str(annotators_config) in ("local", "local-exact"):
+    if str(annotators_config) in ("local", *REFERENCE_JUDGES):
         return True
     path = Path(annotators_config)
     path = path.parent if path.name == "configs.yaml" else path
@@ -117,7 +127,8 @@ def judge_pairwise(
         reference_outputs: the same for the reference; must cover every model instruction (extra rows are dropped).
         annotators_config: ``None`` = alpaca-eval's default annotator (an API judge, needs its key); an alpaca-eval
             config name or a path to a directory with ``configs.yaml``; ``"local"`` = hf-cut's offline judge (unigram
-            F1, exercises the path); ``"local-exact"`` = the offline exact-match judge (needs ``answers``).
+            F1, exercises the path); ``"local-exact"`` = the offline exact-match judge, ``"local-f1"`` = the offline
+            token-F1 judge that gives partial credit (both need ``answers``).
         output_path: directory where alpaca-eval writes ``leaderboard.csv`` and ``annotations.json`` (none if None).
         fn_completions: a Python judge (alpaca-eval decoder) that overrides the config's; with the local config and
             none given, :func:`~hf_cut.evaluation.local_annotator.make_local_judge` with ``answers`` is used.
@@ -134,8 +145,8 @@ def judge_pairwise(
         config = alpaca_eval.constants.DEFAULT_ANNOTATOR_CONFIG
     elif _is_local(annotators_config):
         config = str(LOCAL_ANNOTATOR_DIR)
-        if fn_completions is None and str(annotators_config) == "local-exact":
-            fn_completions = make_exact_match_judge(answers or {})
+        if fn_completions is None and str(annotators_config) in REFERENCE_JUDGES:
+            fn_completions = REFERENCE_JUDGES[str(annotators_config)](answers or {})
         fn_completions = fn_completions or make_local_judge(answers)
     else:
         config = str(annotators_config)
@@ -161,8 +172,8 @@ def judge_pairwise(
         logging.getLogger().setLevel(root_level)
     row = leaderboard.loc[name].to_dict()
     result = {key: _clean(row[key]) for key in RESULT_KEYS if key in row}
-    if str(annotators_config) == "local-exact":
-        result["annotator"] = "local-exact"
+    if str(annotators_config) in REFERENCE_JUDGES:
+        result["annotator"] = str(annotators_config)
     else:
         result["annotator"] = "local" if _is_local(config) else config
     return result
@@ -271,12 +282,12 @@ def alpaca_eval_sweep(
     if prompt_format == "training":
         gen_kwargs["prompts"] = [row.get("prompt") or format_prompt(row["instruction"]) for row in rows]
 
-    def exact_match_rate(outputs: Sequence[Mapping]) -> float | None:
+    def mean_score(outputs: Sequence[Mapping], score) -> float | None:
+        """Mean of ``score(output, answer)`` over the prompts, in %; None without every reference answer."""
         if len(answers) < len(rows):
             return None
         by_instruction = {row["instruction"]: row["output"] for row in outputs}
-        hits = [exact_match(by_instruction[row["instruction"]], row["answer"]) for row in rows]
-        return 100.0 * sum(hits) / len(hits)
+        return 100.0 * sum(float(score(by_instruction[row["instruction"]], row["answer"])) for row in rows) / len(rows)
 
     results = []
     for gamma in gammas:
@@ -295,8 +306,10 @@ def alpaca_eval_sweep(
         judged = judge_pairwise(
             model_outputs, reference_outputs, annotators_config, output_path=str(out / f"judge_{tag}"), answers=answers
         )
-        scores = {"exact_match": exact_match_rate(model_outputs),
-                  "reference_exact_match": exact_match_rate(reference_outputs)}  # fmt: skip
+        scores = {"exact_match": mean_score(model_outputs, exact_match),
+                  "reference_exact_match": mean_score(reference_outputs, exact_match),
+                  "token_f1": mean_score(model_outputs, unigram_f1),
+                  "reference_token_f1": mean_score(reference_outputs, unigram_f1)}  # fmt: skip
         results.append({"gamma": float(gamma), **judged, **{k: v for k, v in scores.items() if v is not None}})
         logger.info("γ = %g: win rate %.2f%% ± %s", gamma, judged["win_rate"], judged.get("standard_error"))
 

@@ -1,4 +1,5 @@
-"""Pooling AlpacaEval-style sweeps over training seeds: win rate and exact match, mean ± std per comparison and γ.
+"""Pooling AlpacaEval-style sweeps over training seeds: win rate, exact match and token F1, mean ± std per comparison
+and γ.
 
 Each run directory holds the ``alpaca_eval.json`` written by :func:`hf_cut.evaluation.alpaca.alpaca_eval_sweep` for
 one (model, reference) pair; directories named ``<comparison>_s<seed>`` (e.g. ``cut_vs_erm_s0``) are pooled by
@@ -15,7 +16,7 @@ from collections.abc import Sequence
 
 __all__ = ["summarise_generation", "generation_table"]
 
-FIELDS = ("win_rate", "exact_match", "reference_exact_match")
+FIELDS = ("win_rate", "exact_match", "reference_exact_match", "token_f1", "reference_token_f1")
 
 
 def _mean_std(values: Sequence[float]) -> dict[str, float]:
@@ -59,10 +60,10 @@ def summarise_generation(root: str) -> dict:
 
 
 def generation_table(summary: dict) -> str:
-    """Markdown: one row per comparison and γ — win rate against the reference, both exact-match rates (mean ± std
-    over training seeds, in %)."""
-    lines = ["| comparison | γ | seeds | win rate | exact match (model) | exact match (reference) |",
-             "| --- | --- | --- | --- | --- | --- |"]  # fmt: skip
+    """Markdown: one row per comparison and γ — win rate against the reference, both exact-match rates and both mean
+    token F1 (mean ± std over training seeds, in %; empty where a sweep did not record them)."""
+    lines = ["| comparison | γ | seeds | win rate | exact match (model) | exact match (reference) | token F1 (model) | "
+             "token F1 (reference) |", "| --- | --- | --- | --- | --- | --- | --- | --- |"]  # fmt: skip
     for comparison, block in summary.items():
         for row in block["results"]:
             cells = [f"{row[f]['mean']:.1f} ± {row[f]['std']:.1f}%" if f in row else "" for f in FIELDS]

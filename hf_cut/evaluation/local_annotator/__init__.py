@@ -14,7 +14,9 @@ The rule — it exercises the evaluation path offline, it does not measure quali
 
 :func:`make_exact_match_judge` is the second rule, a real quality metric wherever every instruction has one right
 answer (hf-cut's built-in held-out prompts): the output that equals the reference answer (after
-:func:`normalise_answer`) wins; both right or both wrong is a draw.
+:func:`normalise_answer`) wins; both right or both wrong is a draw. :func:`make_f1_judge` is the third, which gives
+partial credit where exact match ties: the output with the higher unigram F1 against the reference answer wins, a
+draw only when both F1 are equal.
 
 Verdicts follow alpaca-eval's encoding: 1 = ``output_1`` preferred, 2 = ``output_2`` preferred, 1.5 = draw.
 """
@@ -33,6 +35,7 @@ __all__ = [
     "local_judge_verdict",
     "exact_match",
     "make_exact_match_judge",
+    "make_f1_judge",
     "make_local_judge",
     "normalise_answer",
     "parse_judge_prompt",
@@ -113,21 +116,34 @@ def _judge(verdict: Callable[[str, str, str], float]) -> Callable[..., dict[str,
     return judge
 
 
-def make_exact_match_judge(answers: Mapping[str, str]) -> Callable[..., dict[str, list]]:
-    """An alpaca-eval ``fn_completions``: the output equal to the instruction's reference answer wins; both or neither
-    is a draw. Every judged instruction must be in ``answers`` (instruction → answer)."""
+def _reference_judge(answers: Mapping[str, str], score: Callable[[str, str], float], name: str):
+    """An alpaca-eval ``fn_completions``: the output with the higher ``score(output, answer)`` against the
+    instruction's reference answer wins; equal scores are a draw. Every judged instruction must be in ``answers``."""
     answers = {k.strip(): v for k, v in answers.items()}
     if not answers:
-        raise ValueError("`answers` is empty: the exact-match judge needs the reference answer of every instruction.")
+        raise ValueError(f"`answers` is empty: the {name} judge needs the reference answer of every instruction.")
 
     def verdict(instruction: str, output_1: str, output_2: str) -> float:
         answer = answers.get(instruction.strip())
         if answer is None:
             raise KeyError(f"no reference answer for the instruction {instruction[:80]!r}")
-        right_1, right_2 = exact_match(output_1, answer), exact_match(output_2, answer)
-        return 1.5 if right_1 == right_2 else 1.0 if right_1 else 2.0
+        score_1, score_2 = score(output_1, answer), score(output_2, answer)
+        return 1.5 if score_1 == score_2 else 1.0 if score_1 > score_2 else 2.0
 
     return _judge(verdict)
+
+
+def make_exact_match_judge(answers: Mapping[str, str]) -> Callable[..., dict[str, list]]:
+    """An alpaca-eval ``fn_completions``: the output equal to the instruction's reference answer wins; both or neither
+    is a draw. Every judged instruction must be in ``answers`` (instruction → answer)."""
+    return _reference_judge(answers, lambda output, answer: float(exact_match(output, answer)), "exact-match")
+
+
+def make_f1_judge(answers: Mapping[str, str]) -> Callable[..., dict[str, list]]:
+    """An alpaca-eval ``fn_completions`` that gives partial credit: the output with the higher unigram F1 against the
+    instruction's reference answer wins, a draw only when the two F1 are equal (both right, both sharing no word with
+    the answer, or equally close). Every judged instruction must be in ``answers`` (instruction → answer)."""
+    return _reference_judge(answers, unigram_f1, "token-F1")
 
 
 def make_local_judge(answers: Mapping[str, str] | None = None) -> Callable[..., dict[str, list]]:

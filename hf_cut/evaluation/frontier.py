@@ -1,0 +1,160 @@
+"""Accuracy in distribution against accuracy under noise: every method's settings as points, and whether one method's
+points lie beyond another's frontier by more than the spread over training seeds.
+
+Each point is one label of one or more γ sweeps (``ood_sweep.json``): its models (training seeds) are averaged over
+their noise seeds first, then summarised as mean ± std over training seeds (:func:`training_seed_summary`). A label
+belongs to the method whose name it starts with (``"ERM γ=1"`` → ``ERM``), so a method's settings — its knobs and its
+γ_train — form its cloud of points.
+
+Beyond a frontier, beyond the spread: point P of one method lies beyond method B's frontier at noise level γ when
+every point Q of B that is at least as accurate in distribution (``Q.clean ≥ P.clean − s_clean``) is less accurate
+under noise by more than the spread (``P.noisy − Q.noisy > s_noisy``), with ``s = √(std_P² + std_Q²)`` the combined
+standard deviation over training seeds of the two points; where no point of B is that accurate in distribution, P
+must not be less accurate under noise than any point of B by more than the spread. A point with one training seed has
+no spread of its own: its verdict rests on the other's spread alone.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+from collections.abc import Sequence
+
+from .report import load_sweep, training_seed_summary
+from .sweep import SweepResult
+
+__all__ = ["DEFAULT_METHODS", "beyond_frontier", "frontier_points", "frontier_report", "pick_gammas", "plot_frontier"]
+
+DEFAULT_METHODS = ("ERM", "deep supervision", "constrained", "pretrained")
+
+
+def _method(label: str, methods: Sequence[str]) -> str | None:
+    matches = [m for m in methods if label == m or label.startswith((m + " ", m + ","))]
+    return max(matches, key=len) if matches else None
+
+
+def merge_sweeps(paths: Sequence[str]) -> SweepResult:
+    """The records of several sweep files (or directories holding ``ood_sweep.json``) as one result."""
+    records = []
+    for path in paths:
+        records.extend(load_sweep(path).records)
+    return SweepResult(config={"sources": list(paths)}, records=records, aggregates=[])
+
+
+def frontier_points(result: SweepResult, gammas: Sequence[float], metric: str = "token_accuracy",
+                    methods: Sequence[str] = DEFAULT_METHODS) -> list[dict]:  # fmt: skip
+    """One point per label that has γ = 0 and every γ of ``gammas``: ``{"label", "method", "num_seeds", "clean":
+    {"mean", "std"}, "<γ>": {"mean", "std"}, …}`` (keys of the noisy values: ``f"{γ:g}"``)."""
+    summary = training_seed_summary(result, metrics=(metric,))
+    points = []
+    for label, by_gamma in summary.items():
+        if 0.0 not in by_gamma or any(g not in by_gamma for g in gammas):
+            continue
+        point = {"label": label, "method": _method(label, methods), "num_seeds": by_gamma[0.0]["num_models"]}
+        for key, gamma in [("clean", 0.0), *((f"{g:g}", g) for g in gammas)]:
+            row = by_gamma[gamma]
+            point[key] = {"mean": row[f"{metric}_mean"], "std": row[f"{metric}_std"]}
+        points.append(point)
+    return points
+
+
+def beyond_frontier(point: dict, others: Sequence[dict], gamma: float) -> bool | None:
+    """Does ``point`` lie beyond the frontier of ``others`` at noise level ``gamma``, by more than the spread (module
+    doc)? None when ``others`` is empty."""
+    if not others:
+        return None
+    key = f"{gamma:g}"
+
+    def spread(q: dict, field: str) -> float:
+        return math.hypot(point[field]["std"], q[field]["std"])
+
+    as_accurate = [q for q in others if q["clean"]["mean"] >= point["clean"]["mean"] - spread(q, "clean")]
+    if as_accurate:
+        return all(point[key]["mean"] - q[key]["mean"] > spread(q, key) for q in as_accurate)
+    return all(point[key]["mean"] - q[key]["mean"] >= -spread(q, key) for q in others)
+
+
+def pick_gammas(points: Sequence[dict], baseline: str = "ERM", available: Sequence[float] = ()) -> tuple[float, float]:
+    """(mild, strong) from the baseline's best point under noise: mild = the largest γ at which it keeps ≥ 90% of its
+    γ = 0 accuracy, strong = the smallest γ at which it has lost half (the largest γ when it never has)."""
+    base = [p for p in points if p["method"] == baseline]
+    if not base or not available:
+        raise ValueError(f"no point of the baseline {baseline!r}, or no γ > 0: give --mild and --strong")
+    gammas = sorted(g for g in available if g > 0)
+    best = max(base, key=lambda p: p[f"{gammas[-1]:g}"]["mean"])
+    clean = best["clean"]["mean"]
+    kept = [g for g in gammas if best[f"{g:g}"]["mean"] >= 0.9 * clean]
+    lost = [g for g in gammas if best[f"{g:g}"]["mean"] <= 0.5 * clean]
+    return (kept[-1] if kept else gammas[0]), (lost[0] if lost else gammas[-1])
+
+
+def frontier_report(points: Sequence[dict], mild: float, strong: float, baselines: Sequence[str] = ("ERM",
+                    "deep supervision"), candidate: str = "constrained") -> dict:  # fmt: skip
+    """Each ``candidate`` point's verdicts against each baseline method at both noise levels, and the overall verdict:
+    does any candidate point lie beyond every baseline's frontier at a given γ? Baselines with no point are left out
+    (and listed as ``"missing_baselines"``)."""
+    missing = [b for b in baselines if not any(p["method"] == b for p in points)]
+    baselines = [b for b in baselines if b not in missing]
+    verdicts = []
+    for p in (p for p in points if p["method"] == candidate):
+        row = {"label": p["label"]}
+        for gamma in (mild, strong):
+            for base in baselines:
+                others = [q for q in points if q["method"] == base]
+                row[f"beyond {base} at γ={gamma:g}"] = beyond_frontier(p, others, gamma)
+        verdicts.append(row)
+    summary = {}
+    for gamma in (mild, strong):
+        keys = [f"beyond {b} at γ={gamma:g}" for b in baselines]
+        winners = [v["label"] for v in verdicts if all(v[k] for k in keys)]
+        summary[f"γ={gamma:g}"] = winners
+    return {"mild_gamma": mild, "strong_gamma": strong, "points": list(points), "verdicts": verdicts,
+            "beyond_every_baseline": summary, "baselines": baselines, "missing_baselines": missing}  # fmt: skip
+
+
+MARKERS = {"ERM": "o", "deep supervision": "s", "constrained": "^", "pretrained": "x"}
+
+
+def plot_frontier(report: dict, path: str, metric: str = "token accuracy", title: str | None = None) -> str:
+    """Two panels (mild and strong γ): x = accuracy at γ = 0, y = under noise, ± std bars, one marker per method,
+    each point labelled with its setting."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, 2, figsize=(13, 5.5))
+    colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+    methods = list(dict.fromkeys(p["method"] for p in report["points"]))
+    for ax, gamma in zip(axes, (report["mild_gamma"], report["strong_gamma"])):
+        key = f"{gamma:g}"
+        for i, method in enumerate(methods):
+            pts = [p for p in report["points"] if p["method"] == method]
+            ax.errorbar([100 * p["clean"]["mean"] for p in pts], [100 * p[key]["mean"] for p in pts],
+                        xerr=[100 * p["clean"]["std"] for p in pts], yerr=[100 * p[key]["std"] for p in pts],
+                        fmt=MARKERS.get(method, "D"), color=colors[i % len(colors)], label=method, capsize=3,
+                        markersize=7)  # fmt: skip
+            for p in pts:
+                setting = p["label"][len(method):].strip(" ,") or method
+                ax.annotate(setting, (100 * p["clean"]["mean"], 100 * p[key]["mean"]), fontsize=7,
+                            xytext=(4, 4), textcoords="offset points")  # fmt: skip
+        ax.set_xlabel(f"{metric} at γ = 0 (%)")
+        ax.set_ylabel(f"{metric} at γ = {key} (%)")
+        ax.set_title(f"γ = {key}")
+        ax.grid(alpha=0.3)
+    axes[0].legend(loc="best", fontsize=8)
+    if title:
+        fig.suptitle(title)
+    fig.tight_layout()
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return path
+
+
+def write_frontier(report: dict, path: str) -> str:
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    with open(path, "w", encoding="utf-8") as f:
+        json.dump(report, f, indent=2)
+    return path

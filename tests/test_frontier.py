@@ -1,0 +1,89 @@
+"""The frontier tool against hand-built sweeps: points, spreads and verdicts computed by hand."""
+
+import json
+import math
+
+import pytest
+
+from hf_cut.evaluation.frontier import beyond_frontier, frontier_points, frontier_report, pick_gammas
+from hf_cut.evaluation.sweep import SweepResult
+from tests.conftest import load_script
+
+
+def _records(label, accuracies_by_seed, gammas=(0.0, 0.5, 1.0, 2.0)):
+    """One model per training seed; each model's accuracy at γ is given for noise seeds 0 and 1."""
+    out = []
+    for seed, by_gamma in enumerate(accuracies_by_seed):
+        for gamma, (a, b) in zip(gammas, by_gamma):
+            for noise_seed, acc in ((0, a), (1, b)):
+                out.append({"model": label, "path": f"{label}/s{seed}", "gamma": gamma, "seed": noise_seed,
+                            "token_accuracy": acc, "loss": 1.0})  # fmt: skip
+    return out
+
+
+# accuracy at γ = 0, 0.5, 1, 2 for noise seeds (0, 1); two training seeds each
+ERM = [[(0.80, 0.80), (0.78, 0.76), (0.40, 0.40), (0.10, 0.10)], [(0.82, 0.82), (0.80, 0.80), (0.44, 0.44), (0.10, 0.10)]]
+ERM_NOISE = [[(0.70, 0.70), (0.66, 0.66), (0.60, 0.60), (0.30, 0.30)], [(0.70, 0.70), (0.66, 0.66), (0.60, 0.60),
+             (0.30, 0.30)]]  # fmt: skip
+CUT_WINS = [[(0.70, 0.70), (0.68, 0.68), (0.66, 0.66), (0.40, 0.40)], [(0.72, 0.72), (0.70, 0.70), (0.68, 0.68),
+            (0.42, 0.42)]]  # fmt: skip
+CUT_LOSES = [[(0.60, 0.60), (0.50, 0.50), (0.45, 0.45), (0.30, 0.30)], [(0.64, 0.64), (0.54, 0.54), (0.49, 0.49),
+             (0.30, 0.30)]]  # fmt: skip
+
+
+def _result():
+    records = (_records("ERM γ=0", ERM) + _records("ERM γ=1", ERM_NOISE) + _records("constrained γ=1", CUT_WINS)
+               + _records("constrained hard γ=1", CUT_LOSES))  # fmt: skip
+    return SweepResult(records=records)
+
+
+def test_points_are_means_over_training_seeds_of_noise_seed_means():
+    points = {p["label"]: p for p in frontier_points(_result(), [1.0, 2.0])}
+    erm = points["ERM γ=0"]
+    assert erm["method"] == "ERM" and erm["num_seeds"] == 2
+    assert erm["clean"]["mean"] == pytest.approx(0.81) and erm["clean"]["std"] == pytest.approx(math.sqrt(2) * 0.01)
+    assert erm["1"]["mean"] == pytest.approx(0.42)
+    assert points["constrained hard γ=1"]["method"] == "constrained"
+
+
+def test_verdicts_by_hand():
+    points = {p["label"]: p for p in frontier_points(_result(), [1.0, 2.0])}
+    erm = [points["ERM γ=0"], points["ERM γ=1"]]
+    wins, loses = points["constrained γ=1"], points["constrained hard γ=1"]
+    # wins: clean 0.71 ± 0.014; ERM γ=1 is as accurate in distribution (0.70 ≥ 0.71 − 0.014) and at γ = 1 it has
+    # 0.60 ± 0 against 0.67 ± 0.014: more by 0.07 > spread 0.014; ERM γ=0 (0.81 clean) is as accurate and has 0.42
+    assert beyond_frontier(wins, erm, 1.0) is True
+    # loses: ERM γ=1 dominates it (0.70 clean ≥ 0.62, 0.60 ≥ 0.47)
+    assert beyond_frontier(loses, erm, 1.0) is False
+    assert beyond_frontier(wins, [], 1.0) is None
+    report = frontier_report(list(points.values()), 1.0, 2.0, baselines=("ERM",))
+    assert report["beyond_every_baseline"] == {"γ=1": ["constrained γ=1"], "γ=2": ["constrained γ=1"]}
+
+
+def test_spread_decides_a_close_call():
+    """A 0.01 lead under noise is a win with no spread and not with a spread of 0.02 on the baseline."""
+    base = {"label": "ERM", "method": "ERM", "clean": {"mean": 0.7, "std": 0.0}, "1": {"mean": 0.60, "std": 0.0}}
+    point = {"label": "c", "method": "constrained", "clean": {"mean": 0.7, "std": 0.0}, "1": {"mean": 0.61, "std": 0.0}}
+    assert beyond_frontier(point, [base], 1.0) is True
+    noisy_base = {**base, "1": {"mean": 0.60, "std": 0.02}}
+    assert beyond_frontier(point, [noisy_base], 1.0) is False
+
+
+def test_pick_gammas_from_the_baseline():
+    points = frontier_points(_result(), [0.5, 1.0, 2.0])
+    # ERM's best point at the largest γ is "ERM γ=1": 0.70 clean; keeps ≥ 0.63 at γ 0.5 (0.66) only, ≤ 0.35 at γ 2
+    assert pick_gammas(points, "ERM", [0.5, 1.0, 2.0]) == (0.5, 2.0)
+
+
+def test_cli_writes_json_and_png(tmp_path):
+    sweep_dir = tmp_path / "sweep"
+    sweep_dir.mkdir()
+    (sweep_dir / "ood_sweep.json").write_text(json.dumps({"config": {}, "records": _result().records,
+                                                          "aggregates": []}))  # fmt: skip
+    cli = load_script("eval/frontier.py", "frontier_cli")
+    cli.main(cli.parse_args([str(sweep_dir), "--output_dir", str(tmp_path / "out"), "--mild", "1", "--strong", "2"]))
+    report = json.loads((tmp_path / "out" / "frontier.json").read_text())
+    assert report["beyond_every_baseline"]["γ=1"] == ["constrained γ=1"]
+    assert (tmp_path / "out" / "frontier.png").stat().st_size > 10_000
+    with pytest.raises(SystemExit):
+        cli.parse_args([str(tmp_path / "missing"), "--output_dir", str(tmp_path)])
