@@ -17,7 +17,7 @@ def _records(label, accuracies_by_seed, gammas=(0.0, 0.5, 1.0, 2.0)):
         for gamma, (a, b) in zip(gammas, by_gamma):
             for noise_seed, acc in ((0, a), (1, b)):
                 out.append({"model": label, "path": f"{label}/s{seed}", "gamma": gamma, "seed": noise_seed,
-                            "token_accuracy": acc, "loss": 1.0})  # fmt: skip
+                            "token_accuracy": acc, "loss": 1.0, "layer_losses": [2.0, 1.0]})  # fmt: skip
     return out
 
 
@@ -87,3 +87,20 @@ def test_cli_writes_json_and_png(tmp_path):
     assert (tmp_path / "out" / "frontier.png").stat().st_size > 10_000
     with pytest.raises(SystemExit):
         cli.parse_args([str(tmp_path / "missing"), "--output_dir", str(tmp_path)])
+
+
+def test_merge_sweeps_relabels_filters_and_reaggregates(tmp_path):
+    for name, label, acc in (("a", "ERM", 0.5), ("b", "ERM", 0.7)):
+        (tmp_path / name).mkdir()
+        records = [{"model": label, "path": name, "gamma": g, "seed": 0, "token_accuracy": acc - g / 10, "loss": 1.0,
+                    "layer_losses": [2.0, 1.0]} for g in (0.0, 1.0, 3.0)]  # fmt: skip
+        (tmp_path / name / "ood_sweep.json").write_text(json.dumps({"config": {}, "records": records, "aggregates": []}))
+    cli = load_script("eval/merge_sweeps.py", "merge_cli")
+    cli.main(cli.parse_args([str(tmp_path / "a"), str(tmp_path / "b"), "--relabel", "ERM=ERM γ=0", "--max_gamma",
+                             "1", "--output_dir", str(tmp_path / "out")]))  # fmt: skip
+    merged = json.loads((tmp_path / "out" / "ood_sweep.json").read_text())
+    assert {r["model"] for r in merged["records"]} == {"ERM γ=0"} and len(merged["records"]) == 4
+    at_one = next(a for a in merged["aggregates"] if a["gamma"] == 1.0)
+    assert at_one["token_accuracy_mean"] == pytest.approx(0.5) and at_one["num_records"] == 2  # (0.4 + 0.6) / 2
+    with pytest.raises(SystemExit):
+        cli.parse_args([str(tmp_path / "a"), "--relabel", "no-equals", "--output_dir", str(tmp_path)])

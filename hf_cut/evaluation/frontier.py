@@ -21,10 +21,18 @@ import math
 import os
 from collections.abc import Sequence
 
-from .report import load_sweep, training_seed_summary
+from .report import merge_sweeps, training_seed_summary
 from .sweep import SweepResult
 
-__all__ = ["DEFAULT_METHODS", "beyond_frontier", "frontier_points", "frontier_report", "pick_gammas", "plot_frontier"]
+__all__ = [
+    "DEFAULT_METHODS",
+    "beyond_frontier",
+    "frontier_points",
+    "frontier_report",
+    "merge_sweeps",
+    "pick_gammas",
+    "plot_frontier",
+]
 
 DEFAULT_METHODS = ("ERM", "deep supervision", "constrained", "pretrained")
 
@@ -32,14 +40,6 @@ DEFAULT_METHODS = ("ERM", "deep supervision", "constrained", "pretrained")
 def _method(label: str, methods: Sequence[str]) -> str | None:
     matches = [m for m in methods if label == m or label.startswith((m + " ", m + ","))]
     return max(matches, key=len) if matches else None
-
-
-def merge_sweeps(paths: Sequence[str]) -> SweepResult:
-    """The records of several sweep files (or directories holding ``ood_sweep.json``) as one result."""
-    records = []
-    for path in paths:
-        records.extend(load_sweep(path).records)
-    return SweepResult(config={"sources": list(paths)}, records=records, aggregates=[])
 
 
 def frontier_points(result: SweepResult, gammas: Sequence[float], metric: str = "token_accuracy",

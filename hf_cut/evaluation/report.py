@@ -8,9 +8,17 @@ import os
 import statistics
 from collections.abc import Sequence
 
-from .sweep import SCALAR_METRICS, SweepResult
+from .sweep import SCALAR_METRICS, SweepResult, aggregate_records
 
-__all__ = ["comparison_table", "load_sweep", "plot_sweep", "training_seed_summary", "training_seed_table", "write_sweep"]
+__all__ = [
+    "comparison_table",
+    "load_sweep",
+    "merge_sweeps",
+    "plot_sweep",
+    "training_seed_summary",
+    "training_seed_table",
+    "write_sweep",
+]
 
 JSON_NAME = "ood_sweep.json"
 CSV_NAME = "ood_sweep.csv"
@@ -40,6 +48,20 @@ def load_sweep(path: str) -> SweepResult:
     with open(path, encoding="utf-8") as f:
         data = json.load(f)
     return SweepResult(records=data["records"], aggregates=data["aggregates"], config=data.get("config", {}))
+
+
+def merge_sweeps(
+    paths: Sequence[str], relabel: dict[str, str] | None = None, max_gamma: float | None = None
+) -> SweepResult:
+    """The records of several sweeps (``ood_sweep.json`` files or their directories) as one result, labels renamed
+    by ``relabel`` (old → new), records above ``max_gamma`` dropped, the aggregates recomputed."""
+    relabel = relabel or {}
+    records = []
+    for path in paths:
+        for record in load_sweep(path).records:
+            if max_gamma is None or record["gamma"] <= max_gamma:
+                records.append({**record, "model": relabel.get(record["model"], record["model"])})
+    return SweepResult(records=records, aggregates=aggregate_records(records), config={"merged_from": list(paths)})
 
 
 def _by_model(aggregates: Sequence[dict]) -> dict[str, list[dict]]:

