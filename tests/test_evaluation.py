@@ -157,3 +157,11 @@ def test_training_seed_table_averages_noise_seeds_first():
     assert summary["B"][1.0]["token_accuracy_std"] == 0.0
     table = training_seed_table(SweepResult(records=records))
     assert "| 0 | 70.0 ± 14.1% | 30.0 ± 0.0% |" in table and "| 1 |  | 10.0 ± 0.0% |" in table
+
+
+def test_unknown_task_is_refused_with_the_names():
+    from hf_cut.tasks import TASK_NAMES, get_task
+
+    assert [get_task(name).name for name in TASK_NAMES] == list(TASK_NAMES)
+    with pytest.raises(ValueError, match="causal_lm"):
+        get_task("translation")

@@ -13,17 +13,13 @@ from __future__ import annotations
 
 import csv
 import json
-import math
 import os
 from collections.abc import Sequence
 
-import torch
-from tqdm.auto import tqdm
-
-from ..classifier_readout import ClassifierReadoutRequest, add_classifier_readout, per_example_loss, problem_type
 from ..noise import EmbeddingNoise
+from ..tasks.classification import CLASSIFICATION
+from .engine import evaluate, run_sweep
 from .report import CSV_NAME, JSON_NAME, plot_sweep
-from .stats import constraint_statistics
 from .sweep import SweepResult, aggregate_records, sweep_labels
 
 __all__ = [
@@ -37,48 +33,8 @@ __all__ = [
 
 # Scalar fields aggregated over seeds, when the records have them (accuracy for classifiers, rmse for regressors)
 CLASSIFIER_METRICS = ("loss", "accuracy", "rmse", "pair_satisfaction", "example_satisfaction", "descent_ratio_mean")
-_MODEL_INPUTS = ("input_ids", "attention_mask", "token_type_ids")
 
 
-def _base(model):
-    return model.get_base_model() if hasattr(model, "get_base_model") else model
-
-
-def _ensure_readout(model) -> None:
-    """Patch the layerwise readout in, unless the model computes it natively or is patched already."""
-    base = _base(model)
-    if getattr(base, "supports_layer_readout", False):
-        return
-    own = vars(base).get("forward")  # add_classifier_readout sets an instance forward wrapping the class's
-    if own is not None and getattr(own, "__wrapped__", None) is type(base).forward:
-        return
-    add_classifier_readout(base)
-
-
-def _batches(tokenizer, dataset, batch_size: int, max_length: int | None):
-    """``(model inputs, labels)`` per batch: raw ``text`` (``text_pair``) columns are tokenised here, already
-    tokenised data (``input_ids``) is padded."""
-    columns = dataset.column_names
-    label_column = "labels" if "labels" in columns else "label"
-    if label_column not in columns:
-        raise ValueError(f"The evaluation set has no `label` / `labels` column (columns: {columns}).")
-    for start in range(0, len(dataset), batch_size):
-        rows = dataset[start : start + batch_size]
-        labels = torch.tensor(rows[label_column])
-        if "input_ids" in columns:
-            features = [{k: rows[k][i] for k in _MODEL_INPUTS if k in rows} for i in range(len(labels))]
-            inputs = tokenizer.pad(features, return_tensors="pt")
-        elif "text" in columns:
-            pairs = rows["text_pair"] if "text_pair" in columns else None
-            inputs = tokenizer(
-                rows["text"], pairs, padding=True, truncation=True, max_length=max_length, return_tensors="pt"
-            )
-        else:
-            raise ValueError(f"The evaluation set has neither `text` nor `input_ids` (columns: {columns}).")
-        yield dict(inputs), labels
-
-
-@torch.inference_mode()
 def evaluate_classifier(
     model,
     tokenizer,
@@ -111,64 +67,16 @@ def evaluate_classifier(
         raise ValueError(f"`gamma` must be >= 0, got {gamma}.")
     if not 0 < alpha < 1:
         raise ValueError(f"`alpha` must be in (0, 1), got {alpha}.")
-    if len(dataset) == 0:
-        raise ValueError("The evaluation set is empty.")
-    _ensure_readout(model)
-    kind = problem_type(_base(model).config)
-    device = next(model.parameters()).device
-    previous = None if noise is None else (noise.gamma, noise.mean)
-    if noise is None:
-        noise = EmbeddingNoise(gamma, noise_mean).attach(_base(model))
-    else:
-        noise.gamma, noise.mean = float(gamma), float(noise_mean)
-    was_training = model.training
-    model.eval()
-    torch.manual_seed(seed)
-    example_losses, correct, squared, count = [], 0.0, 0.0, 0
+    session = CLASSIFICATION.open(model, tokenizer, dataset, batch_size, noise=noise, max_length=max_length)
     try:
-        for inputs, labels in _batches(tokenizer, dataset, batch_size, max_length):
-            inputs, labels = {k: v.to(device) for k, v in inputs.items()}, labels.to(device)
-            out = model(**inputs, labels=labels, layer_readout=ClassifierReadoutRequest())
-            logits = out.layer_logits.double()  # [L + 1, batch, num_labels]
-            example_losses.append(torch.stack([per_example_loss(layer, labels, kind) for layer in logits], 1).cpu())
-            final = logits[-1]
-            if kind == "regression":
-                squared += ((final.squeeze(-1) - labels.double()) ** 2).sum().item()
-            elif kind == "multi_label_classification":
-                correct += ((final > 0) == labels.bool()).double().mean(-1).sum().item()
-            else:
-                correct += (final.argmax(-1) == labels).sum().item()
-            count += labels.shape[0]
+        return evaluate(CLASSIFICATION, session, gamma, seed, alpha, noise_mean)
     finally:
-        if previous is None:
-            noise.remove()
-        else:
-            noise.gamma, noise.mean = previous
-        model.train(was_training)
-    losses = torch.cat(example_losses)  # [N, L + 1]
-    layer_losses = losses.mean(0).tolist()
-    metric = {"rmse": math.sqrt(squared / count)} if kind == "regression" else {"accuracy": correct / count}
-    return {
-        "gamma": float(gamma),
-        "seed": int(seed),
-        "loss": layer_losses[-1],
-        **metric,
-        "layer_losses": layer_losses,
-        "num_examples": count,
-        **constraint_statistics(losses, alpha),
-    }
+        session.close()
 
 
 def aggregate_classifier_records(records: Sequence[dict]) -> list[dict]:
     """:func:`hf_cut.evaluation.sweep.aggregate_records` over the metrics of :data:`CLASSIFIER_METRICS`."""
     return aggregate_records(records, CLASSIFIER_METRICS)
-
-
-def _load(path: str):
-    from transformers import AutoModelForSequenceClassification, AutoTokenizer
-
-    model = AutoModelForSequenceClassification.from_pretrained(path)
-    return model.to("cuda" if torch.cuda.is_available() else "cpu"), AutoTokenizer.from_pretrained(path)
 
 
 def _eval_split(dataset, dataset_config: str | None, split: str | None):
@@ -251,20 +159,8 @@ def classifier_ood_sweep(
             "num_examples": len(eval_set),
         }
     )
-    bar = tqdm(total=len(models) * len(seeds) * len(gammas), desc="γ sweep", disable=not progress)
-    for label, path in zip(labels, models):
-        model, tokenizer = _load(path)
-        for seed in seeds:
-            for gamma in gammas:
-                bar.set_postfix(model=label, gamma=gamma, seed=seed)
-                record = evaluate_classifier(
-                    model, tokenizer, eval_set, gamma, seed, alpha, batch_size, noise_mean=noise_mean,
-                    max_length=max_length,
-                )  # fmt: skip
-                result.records.append({"model": label, "path": path, **record})
-                bar.update()
-        del model
-    bar.close()
+    result.records = run_sweep(CLASSIFICATION, list(models), labels, list(models), eval_set, gammas, seeds, alpha,
+                               batch_size, noise_mean=noise_mean, progress=progress, max_length=max_length)  # fmt: skip
     result.aggregates = aggregate_classifier_records(result.records)
     return result
 

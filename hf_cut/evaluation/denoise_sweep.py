@@ -20,11 +20,10 @@ import os
 import statistics
 from collections.abc import Mapping, Sequence
 
-import torch
 from torch import nn
 
-from ..noise import EmbeddingNoise
-from .stats import constraint_statistics
+from ..tasks.denoising import DENOISING
+from .engine import evaluate, run_sweep
 
 __all__ = [
     "DEFAULT_GAMMAS",
@@ -43,7 +42,6 @@ SCALARS = ("rmse", "loss", "pair_satisfaction", "example_satisfaction", "descent
 _BASELINE_WORDS = ("unconstrained", "erm", "baseline")
 
 
-@torch.inference_mode()
 def evaluate_denoiser(
     model: nn.Module, dataset, gamma: float = 0.0, seed: int = 0, alpha: float = 0.1, batch_size: int = 256,
     noise_mean: float = 0.0,
@@ -56,41 +54,11 @@ def evaluate_denoiser(
     """
     if gamma < 0:
         raise ValueError(f"`gamma` must be >= 0, got {gamma}.")
-    data = dataset.with_format("torch", columns=["noisy_frames", "labels"])
-    device = next(model.parameters()).device
-    was_training = model.training
-    model.eval()
-    noise = EmbeddingNoise(gamma, noise_mean).attach(model)
-    torch.manual_seed(seed)
-    example_losses, pixels_per_example = [], None
+    session = DENOISING.open(model, None, dataset, batch_size)
     try:
-        for start in range(0, len(data), batch_size):
-            batch = data[start : start + batch_size]
-            labels = batch["labels"].to(device)
-            out = model(noisy_frames=batch["noisy_frames"].to(device), labels=labels)
-            example_losses.append(out.example_losses.double().cpu())
-            pixels_per_example = labels[0].numel()
+        return evaluate(DENOISING, session, gamma, seed, alpha, noise_mean)
     finally:
-        noise.remove()
-        model.train(was_training)
-    if not example_losses:
-        raise ValueError("The dataset to denoise is empty.")
-    losses = torch.cat(example_losses)  # [N, L + 1]
-    layer_losses = losses.mean(0)
-    # f = ½ Σ (x − x̂)²  ⇒  mean squared pixel error = 2 f / (T n)
-    layer_rmse = (2.0 * layer_losses / pixels_per_example).sqrt()
-    descending = bool((layer_losses[1:] < layer_losses[:-1]).all())
-    return {
-        "gamma": float(gamma),
-        "seed": int(seed),
-        "rmse": layer_rmse[-1].item(),
-        "layer_rmse": layer_rmse.tolist(),
-        "loss": layer_losses[-1].item(),
-        "layer_losses": layer_losses.tolist(),
-        "monotone": descending,
-        "num_examples": len(losses),
-        **constraint_statistics(losses, alpha),
-    }
+        session.close()
 
 
 def denoise_sweep(
@@ -109,13 +77,8 @@ def denoise_sweep(
         raise ValueError(f"`gammas` must be >= 0, got {list(gammas)}.")
     if not 0 < alpha < 1:
         raise ValueError(f"`alpha` must be in (0, 1), got {alpha}.")
-    records = []
-    for label, model in models.items():
-        for seed in seeds:
-            for gamma in gammas:
-                record = evaluate_denoiser(model, dataset, gamma, seed, alpha, batch_size, noise_mean)
-                records.append({"model": label, **record})
-    return records
+    return run_sweep(DENOISING, [(m, None) for m in models.values()], list(models), [None] * len(models), dataset,
+                     gammas, seeds, alpha, batch_size, noise_mean=noise_mean, progress=False)  # fmt: skip
 
 
 def aggregate_denoise_records(records: Sequence[dict]) -> list[dict]:

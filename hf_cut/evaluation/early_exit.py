@@ -19,7 +19,7 @@ from contextlib import contextmanager
 import torch
 from tqdm.auto import tqdm
 
-from ..readout import LayerReadoutRequest, num_layers
+from ..readout import num_layers
 
 __all__ = ["layers_kept_quality", "save_truncated", "speculative_decoding"]
 
@@ -29,36 +29,19 @@ def layers_kept_quality(model, tokenizer, dataset, batch_size: int = 16, gamma: 
     """Loss and token accuracy of the readout of every layer on ``dataset`` (prompt/completion rows, completion
     tokens scored). Returns ``{"layers": [0 … L], "loss": [...], "token_accuracy": [...], "num_tokens": n}``;
     ``gamma`` > 0 perturbs the input embeddings as the γ sweep does (``torch.manual_seed(seed)`` first)."""
-    from .sweep import _eval_trainer
+    from ..tasks.causal_lm import CAUSAL_LM_EVERY_LAYER as task
+    from .engine import evaluate
 
-    trainer = _eval_trainer(model, tokenizer, dataset, batch_size)
-    model = trainer.model
-    model.eval()
-    trainer.noise.gamma = float(gamma)
-    torch.manual_seed(seed)
-    nll = correct = None
-    tokens = 0
+    session = task.open(model, tokenizer, dataset, batch_size)
     try:
-        for batch in trainer.get_eval_dataloader():
-            batch = trainer._prepare_inputs(batch)
-            request = LayerReadoutRequest(
-                grad_layers=[False] * num_layers(model), return_token_log_probs=True, return_layer_top1=True
-            )
-            out = model(**batch, use_cache=False, layer_readout=request)
-            batch_nll = -out.layer_token_log_probs.double().sum(1)
-            batch_correct = out.layer_is_top1.double().sum(1)
-            nll = batch_nll if nll is None else nll + batch_nll
-            correct = batch_correct if correct is None else correct + batch_correct
-            tokens += out.num_tokens.item()
+        record = evaluate(task, session, gamma, seed, alpha=0.5)
     finally:
-        trainer.noise.gamma = 0.0
-        trainer.noise.remove()
-    L = nll.numel() - 1
+        session.close()
     return {
-        "layers": list(range(L + 1)),
-        "loss": (nll / max(tokens, 1)).tolist(),
-        "token_accuracy": (correct / max(tokens, 1)).tolist(),
-        "num_tokens": tokens,
+        "layers": list(range(len(record["layer_losses"]))),
+        "loss": record["layer_losses"],
+        "token_accuracy": record["layer_token_accuracy"],
+        "num_tokens": record["num_tokens"],
     }
 
 

@@ -9,15 +9,8 @@ from __future__ import annotations
 
 import os
 import statistics
-import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-
-import torch
-from tqdm.auto import tqdm
-
-from ..readout import LayerReadoutRequest
-from .stats import constraint_statistics, per_example_layer_losses
 
 __all__ = ["SweepResult", "evaluate_causal_lm", "ood_sweep", "aggregate_records", "SCALAR_METRICS"]
 
@@ -36,62 +29,18 @@ class SweepResult:
 
 def _eval_trainer(model, tokenizer, dataset, batch_size: int):
     """A ConstrainedSFTTrainer used only for TRL's preprocessing, collator and the readout (never trains)."""
-    from ..config import ConstrainedSFTConfig
-    from ..trainer import ConstrainedSFTTrainer
+    from ..tasks.causal_lm import eval_trainer
 
-    args = ConstrainedSFTConfig(
-        output_dir=tempfile.mkdtemp(prefix="hf_cut_sweep_"),
-        constrained=False,
-        per_device_eval_batch_size=batch_size,
-        report_to=[],
-        use_cpu=not torch.cuda.is_available(),
-        bf16=False,
-        disable_tqdm=True,
-        dataloader_pin_memory=False,
-    )
-    # SFTTrainer requires a train set; one example keeps its preprocessing negligible
-    return ConstrainedSFTTrainer(
-        model=model, args=args, train_dataset=dataset.select(range(1)), eval_dataset=dataset, processing_class=tokenizer
-    )
+    return eval_trainer(model, tokenizer, dataset, batch_size)
 
 
-@torch.inference_mode()
 def evaluate_causal_lm(trainer, gamma: float, seed: int, alpha: float, noise_mean: float = 0.0) -> dict:
-    """Score the trainer's eval set once at noise level ``gamma``: per-layer loss, token accuracy, constraint stats."""
-    model = trainer.model
-    was_training = model.training
-    model.eval()
-    trainer.noise.gamma, trainer.noise.mean = float(gamma), float(noise_mean)
-    torch.manual_seed(seed)
-    loss_sums, correct, tokens, example_losses = None, 0.0, 0.0, []
-    try:
-        for batch in trainer.get_eval_dataloader():
-            batch = trainer._prepare_inputs(batch)
-            out = model(**batch, use_cache=False, layer_readout=LayerReadoutRequest(return_token_log_probs=True))
-            token_nll = -out.layer_token_log_probs.double()
-            loss_sums = token_nll.sum(1) if loss_sums is None else loss_sums + token_nll.sum(1)
-            tokens += out.num_tokens.item()
-            correct += out.is_top1.sum().item()
-            per_example, _ = per_example_layer_losses(
-                out.layer_token_log_probs, out.token_positions, batch["input_ids"].shape[0]
-            )
-            example_losses.append(per_example.cpu())
-    finally:
-        trainer.noise.gamma, trainer.noise.mean = 0.0, 0.0
-        model.train(was_training)
-    if not tokens:
-        raise ValueError("The evaluation set has no completion token to score.")
-    layer_losses = (loss_sums / tokens).tolist()
-    stats = constraint_statistics(torch.cat(example_losses), alpha)
-    return {
-        "gamma": float(gamma),
-        "seed": int(seed),
-        "loss": layer_losses[-1],
-        "token_accuracy": correct / tokens,
-        "layer_losses": layer_losses,
-        "num_tokens": int(tokens),
-        **stats,
-    }
+    """Score the trainer's eval set once at noise level ``gamma``: per-layer loss, token accuracy, constraint stats
+    (:func:`hf_cut.evaluation.engine.evaluate` on the causal-LM task; the trainer's noise hook is restored after)."""
+    from ..tasks.causal_lm import CAUSAL_LM, session_from_trainer
+    from .engine import evaluate
+
+    return evaluate(CAUSAL_LM, session_from_trainer(trainer), gamma, seed, alpha, noise_mean)
 
 
 def aggregate_records(records: Sequence[dict], metrics: Sequence[str] = SCALAR_METRICS) -> list[dict]:
@@ -124,18 +73,6 @@ def sweep_labels(
     check_alpha(alpha, name="alpha")
     check_labels(labels, models, name="labels")
     return list(labels) if labels else [os.path.basename(os.path.normpath(m)) for m in models]
-
-
-def _load(model_path: str):
-    from transformers import AutoModelForCausalLM, AutoTokenizer
-
-    from ..models.smollm2 import resolve_model_name
-
-    model_path = resolve_model_name(model_path)  # "smollm2": the packaged SmolLM2-135M-Instruct
-
-    tokenizer = AutoTokenizer.from_pretrained(model_path)
-    model = AutoModelForCausalLM.from_pretrained(model_path)
-    return model, tokenizer
 
 
 def ood_sweep(
@@ -180,17 +117,10 @@ def ood_sweep(
             "num_examples": len(eval_set),
         }
     )
-    bar = tqdm(total=len(models) * len(seeds) * len(gammas), desc="γ sweep", disable=not progress)
-    for label, path in zip(labels, models):
-        model, tokenizer = _load(path)
-        trainer = _eval_trainer(model, tokenizer, eval_set, batch_size)
-        for seed in seeds:
-            for gamma in gammas:
-                bar.set_postfix(model=label, gamma=gamma, seed=seed)
-                record = evaluate_causal_lm(trainer, gamma, seed, alpha, noise_mean)
-                result.records.append({"model": label, "path": path, **record})
-                bar.update()
-        del trainer, model
-    bar.close()
+    from ..tasks.causal_lm import CAUSAL_LM
+    from .engine import run_sweep
+
+    result.records = run_sweep(CAUSAL_LM, list(models), labels, list(models), eval_set, gammas, seeds, alpha, batch_size,
+                               noise_mean=noise_mean, progress=progress)  # fmt: skip
     result.aggregates = aggregate_records(result.records)
     return result
