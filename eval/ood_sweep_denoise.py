@@ -2,8 +2,8 @@
 Out-of-distribution γ sweep of saved video denoisers (unrolled transformers): RMSE and per-layer loss against the
 level γ of extra Gaussian noise (std γ·σ_x) on the input frames, with fixed seeds (the same draws for every model).
 
-Writes OUT/denoise_sweep.json, OUT/rmse_vs_gamma.png (the paper's Figure 2 kind), OUT/layer_losses_vs_gamma.png and
-prints the RMSE table. The test clips are those the first model was trained with (read from its
+Writes OUT/ood_sweep.json, OUT/ood_sweep.csv, OUT/metric_vs_gamma.png (RMSE against γ: the paper's Figure 2 kind),
+OUT/loss_vs_layer.png (as every task's sweep) and prints the RMSE table. The test clips are those the first model was trained with (read from its
 `layer_losses.json`, written by recipes/unrolled_denoise.py) unless `--dataset_name` is given.
 
 # Constrained against unconstrained, both from recipes/unrolled_denoise.py

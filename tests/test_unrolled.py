@@ -268,6 +268,14 @@ def test_denoise_sweep_records_and_plots(tmp_path, small_data):
     paths = write_denoise_sweep(records, str(tmp_path))
     assert Path(paths["rmse"]).read_bytes()[:8] == PNG_MAGIC and Path(paths["layers"]).read_bytes()[:8] == PNG_MAGIC
     assert "RMSE constrained" in rmse_table(records) and json.loads(Path(paths["json"]).read_text())["aggregates"]
+    # one file name for every task; a directory of an earlier release (denoise_sweep.json) is still read
+    from hf_cut.evaluation.report import load_sweep
+
+    assert Path(paths["json"]).name == "ood_sweep.json" and load_sweep(str(tmp_path)).records == records
+    legacy = tmp_path / "legacy"
+    legacy.mkdir()
+    Path(paths["json"]).rename(legacy / "denoise_sweep.json")
+    assert load_sweep(str(legacy)).records == records
 
 
 # --- Recipe ---
@@ -300,7 +308,7 @@ def test_default_recipe_end_to_end(tmp_path):
     assert summary["num_layers"] == 3 and len(summary["layer_losses"]) == 4 and len(summary["dual_variables"]) == 3
     assert summary["global_step"] == 3 and summary["constrained"] is True
     assert summary["data"]["frame_size"] == 10 and set(summary["sweep"]) == {"0.0", "1.0"}
-    for name in ("layer_losses.png", "rmse_vs_gamma.png", "layer_losses_vs_gamma.png"):
+    for name in ("layer_losses.png", "metric_vs_gamma.png", "loss_vs_layer.png"):  # every task's plot names
         assert (out / name).read_bytes()[:8] == PNG_MAGIC, name
     assert (out / "model.safetensors").is_file() and "RMSE against the test perturbation" in proc.stdout
     # the sweep CLI over the saved model reuses its test clips
@@ -309,5 +317,5 @@ def test_default_recipe_end_to_end(tmp_path):
         ["--model", str(out), "--labels", "constrained", "--gammas", "0", "--seeds", "0", "--output_dir",
          str(tmp_path / "sweep")]
     ))
-    sweep = json.loads((tmp_path / "sweep" / "denoise_sweep.json").read_text())
+    sweep = json.loads((tmp_path / "sweep" / "ood_sweep.json").read_text())  # every task's file name
     assert sweep["records"][0]["rmse"] == pytest.approx(summary["rmse"], rel=1e-6)

@@ -11,15 +11,12 @@ and ``num_examples`` in place of ``num_tokens``; the output files have the same 
 
 from __future__ import annotations
 
-import csv
-import json
-import os
 from collections.abc import Sequence
 
 from ..noise import EmbeddingNoise
 from ..tasks.classification import CLASSIFICATION
 from .engine import evaluate, run_sweep
-from .report import CSV_NAME, JSON_NAME, plot_sweep
+from .report import sweep_metric, write_sweep
 from .sweep import SweepResult, aggregate_records, sweep_labels
 
 __all__ = [
@@ -165,27 +162,6 @@ def classifier_ood_sweep(
     return result
 
 
-def sweep_metric(result: SweepResult) -> str:
-    """The task metric of a classifier sweep: ``accuracy``, or ``rmse`` for regressors."""
-    return "rmse" if result.records and "rmse" in result.records[0] else "accuracy"
-
-
 def write_classifier_sweep(result: SweepResult, output_dir: str) -> dict[str, str]:
-    """Write ``ood_sweep.json`` (config, records, aggregates), ``ood_sweep.csv`` (one row per record),
-    ``metric_vs_gamma.png`` (accuracy or RMSE, and ``ℓ_L``, against γ) and ``loss_vs_layer.png`` (a panel per γ)."""
-    os.makedirs(output_dir, exist_ok=True)
-    paths = {"json": os.path.join(output_dir, JSON_NAME), "csv": os.path.join(output_dir, CSV_NAME)}
-    with open(paths["json"], "w", encoding="utf-8") as f:
-        json.dump({"config": result.config, "records": result.records, "aggregates": result.aggregates}, f, indent=2)
-    metric = sweep_metric(result)
-    scalars = [m for m in CLASSIFIER_METRICS if m in ("loss", metric) or m not in ("accuracy", "rmse")]
-    num_layers = len(result.records[0]["layer_losses"]) if result.records else 0
-    columns = ["model", "path", "gamma", "seed", *scalars, "num_examples"]
-    with open(paths["csv"], "w", newline="", encoding="utf-8") as f:
-        writer = csv.writer(f)
-        writer.writerow(columns + [f"layer_loss_{l}" for l in range(num_layers)])
-        for r in result.records:
-            writer.writerow([r.get(c, "") for c in columns] + list(r["layer_losses"]))
-    paths.update(plot_sweep(result, output_dir, metric, metric.upper() if metric == "rmse" else metric))
-    return paths
-
+    """:func:`hf_cut.evaluation.report.write_sweep` (the writer of every task; kept under this name)."""
+    return write_sweep(result, output_dir)

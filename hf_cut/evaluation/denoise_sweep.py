@@ -14,9 +14,7 @@ carry no other active noise hook (a trainer's: ``trainer.noise.remove()`` first)
 
 from __future__ import annotations
 
-import json
 import math
-import os
 import statistics
 from collections.abc import Mapping, Sequence
 
@@ -24,14 +22,14 @@ from torch import nn
 
 from ..tasks.denoising import DENOISING
 from .engine import evaluate, run_sweep
+from .report import write_sweep
+from .sweep import SweepResult, aggregate_records
 
 __all__ = [
     "DEFAULT_GAMMAS",
     "aggregate_denoise_records",
     "denoise_sweep",
     "evaluate_denoiser",
-    "plot_layer_losses_vs_gamma",
-    "plot_rmse_vs_gamma",
     "rmse_from_loss",
     "rmse_table",
     "write_denoise_sweep",
@@ -39,7 +37,6 @@ __all__ = [
 
 DEFAULT_GAMMAS = (0.0, 0.5, 1.0, 1.5, 2.0)
 SCALARS = ("rmse", "loss", "pair_satisfaction", "example_satisfaction", "descent_ratio_mean")
-_BASELINE_WORDS = ("unconstrained", "erm", "baseline")
 
 
 def evaluate_denoiser(
@@ -82,20 +79,12 @@ def denoise_sweep(
 
 
 def aggregate_denoise_records(records: Sequence[dict]) -> list[dict]:
-    """Mean and sample standard deviation over seeds (0 for one seed) per (model, γ), in first-seen order."""
-    groups: dict[tuple[str, float], list[dict]] = {}
-    for record in records:
-        groups.setdefault((record["model"], record["gamma"]), []).append(record)
-    rows = []
-    for (model, gamma), group in groups.items():
-        row = {"model": model, "gamma": gamma, "num_records": len(group)}
-        for name in SCALARS:
-            values = [r[name] for r in group]
-            row[f"{name}_mean"] = statistics.fmean(values)
-            row[f"{name}_std"] = statistics.stdev(values) if len(values) > 1 else 0.0
-        row["layer_losses_mean"] = [statistics.fmean(v) for v in zip(*(r["layer_losses"] for r in group))]
+    """Mean and sample standard deviation over seeds (0 for one seed) per (model, γ), in first-seen order
+    (:func:`~hf_cut.evaluation.sweep.aggregate_records` over the denoiser's scalars), with ``monotone_share``."""
+    rows = aggregate_records(records, SCALARS)
+    for row in rows:
+        group = [r for r in records if (r["model"], r["gamma"]) == (row["model"], row["gamma"])]
         row["monotone_share"] = statistics.fmean(float(r["monotone"]) for r in group)
-        rows.append(row)
     return rows
 
 
@@ -120,79 +109,14 @@ def rmse_table(records: Sequence[dict], digits: int = 4) -> str:
     return "\n".join(lines)
 
 
-def _is_baseline(label: str) -> bool:
-    return any(word in label.lower() for word in _BASELINE_WORDS)
-
-
-def _figure(width: float, height: float):
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.figure import Figure
-
-    fig = Figure(figsize=(width, height), dpi=120)
-    FigureCanvasAgg(fig)
-    return fig
-
-
-def _save(fig, path: str) -> str:
-    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-    fig.tight_layout()
-    fig.savefig(path, format="png")
-    return path
-
-
-def plot_rmse_vs_gamma(records: Sequence[dict], path: str, title: str | None = None) -> str:
-    """RMSE against γ, one line per model (mean over seeds, error bars = std), as in the paper's Figure 2: baselines
-    (labels with "unconstrained", "ERM" or "baseline") dashed, the others solid. Writes a PNG and returns ``path``."""
-    rows = aggregate_denoise_records(records)
-    fig = _figure(5.5, 4.0)
-    ax = fig.add_subplot()
-    for model in dict.fromkeys(r["model"] for r in rows):
-        points = sorted((r["gamma"], r["rmse_mean"], r["rmse_std"]) for r in rows if r["model"] == model)
-        gammas, means, stds = zip(*points)
-        ax.errorbar(gammas, means, yerr=stds, marker="o", capsize=3, label=model,
-                    linestyle="--" if _is_baseline(model) else "-")
-    ax.set_xlabel("test perturbation γ")
-    ax.set_ylabel("RMSE (↓)")
-    ax.grid(True, alpha=0.3)
-    ax.legend()
-    ax.set_title(title or "Denoising error against the input perturbation")
-    return _save(fig, path)
-
-
-def plot_layer_losses_vs_gamma(records: Sequence[dict], path: str) -> str:
-    """Loss ``ℓ_l`` against the layer l, one panel per model and one line per γ (mean over seeds); log y axis."""
-    rows = aggregate_denoise_records(records)
-    models = list(dict.fromkeys(r["model"] for r in rows))
-    fig = _figure(4.0 * len(models), 3.6)
-    axes = fig.subplots(1, len(models), sharey=True, squeeze=False)[0]
-    for ax, model in zip(axes, models):
-        for row in sorted((r for r in rows if r["model"] == model), key=lambda r: r["gamma"]):
-            curve = row["layer_losses_mean"]
-            ax.plot(range(len(curve)), curve, marker=".", label=f"γ = {row['gamma']:g}")
-        ax.set_yscale("log")
-        ax.set_xlabel("layer l (0 = input)")
-        ax.set_title(model)
-        ax.grid(True, alpha=0.3)
-    axes[0].set_ylabel("loss ℓ_l")
-    axes[0].legend(fontsize="small")
-    return _save(fig, path)
-
-
 def write_denoise_sweep(records: Sequence[dict], output_dir: str, config: dict | None = None) -> dict[str, str]:
-    """Write ``denoise_sweep.json`` (records, aggregates, ``config``), ``rmse_vs_gamma.png`` and
-    ``layer_losses_vs_gamma.png`` to ``output_dir``; returns their paths by kind."""
-    os.makedirs(output_dir, exist_ok=True)
-    paths = {
-        "json": os.path.join(output_dir, "denoise_sweep.json"),
-        "rmse": os.path.join(output_dir, "rmse_vs_gamma.png"),
-        "layers": os.path.join(output_dir, "layer_losses_vs_gamma.png"),
-    }
-    payload = {"config": config or {}, "records": list(records), "aggregates": aggregate_denoise_records(records)}
-    with open(paths["json"], "w", encoding="utf-8") as f:
-        json.dump(payload, f, indent=2, allow_nan=True)
-    plot_rmse_vs_gamma(records, paths["rmse"])
-    plot_layer_losses_vs_gamma(records, paths["layers"])
-    return paths
+    """Write the sweep as every task's is (:func:`hf_cut.evaluation.report.write_sweep`: ``ood_sweep.json``,
+    ``ood_sweep.csv``, ``metric_vs_gamma.png`` with RMSE against γ, ``loss_vs_layer.png``); returns their paths by
+    kind, ``"rmse"`` and ``"layers"`` naming the two plots. Directories of earlier releases (``denoise_sweep.json``)
+    are still read by :func:`~hf_cut.evaluation.report.load_sweep`."""
+    result = SweepResult(records=list(records), aggregates=aggregate_denoise_records(records), config=config or {})
+    paths = write_sweep(result, output_dir)
+    return {**paths, "rmse": paths["metric_plot"], "layers": paths["layer_plot"]}
 
 
 def rmse_from_loss(loss: float, pixels_per_example: int) -> float:

@@ -15,6 +15,7 @@ __all__ = [
     "load_sweep",
     "merge_sweeps",
     "plot_sweep",
+    "sweep_metric",
     "training_seed_summary",
     "training_seed_table",
     "write_sweep",
@@ -22,29 +23,46 @@ __all__ = [
 
 JSON_NAME = "ood_sweep.json"
 CSV_NAME = "ood_sweep.csv"
+LEGACY_JSON_NAMES = ("denoise_sweep.json",)  # written by earlier releases, still read
+
+
+def sweep_metric(result: SweepResult) -> str:
+    """The task metric of a sweep's records: ``token_accuracy`` (causal LM), ``accuracy`` (classifier) or ``rmse``
+    (regressor, denoiser)."""
+    first = result.records[0] if result.records else {}
+    return next((m for m in ("token_accuracy", "accuracy", "rmse") if m in first), "token_accuracy")
 
 
 def write_sweep(result: SweepResult, output_dir: str) -> dict[str, str]:
-    """Write ``ood_sweep.json`` (config, records, aggregates), ``ood_sweep.csv`` (one row per record) and the plots."""
+    """Write ``ood_sweep.json`` (config, records, aggregates), ``ood_sweep.csv`` (one row per record) and the plots
+    (``metric_vs_gamma.png``, ``loss_vs_layer.png``), for a sweep of any task."""
     os.makedirs(output_dir, exist_ok=True)
     paths = {"json": os.path.join(output_dir, JSON_NAME), "csv": os.path.join(output_dir, CSV_NAME)}
     with open(paths["json"], "w", encoding="utf-8") as f:
         json.dump({"config": result.config, "records": result.records, "aggregates": result.aggregates}, f, indent=2)
-    num_layers = len(result.records[0]["layer_losses"]) if result.records else 0
-    columns = ["model", "path", "gamma", "seed", *SCALAR_METRICS, "num_tokens"] + [f"layer_loss_{l}" for l in range(num_layers)]
+    metric = sweep_metric(result)
+    first = result.records[0] if result.records else {}
+    count = "num_tokens" if "num_tokens" in first else "num_examples"
+    num_layers = len(first.get("layer_losses", []))
+    columns = ["model", "path", "gamma", "seed", "loss", metric, "pair_satisfaction", "example_satisfaction",
+               "descent_ratio_mean", count]  # fmt: skip
     with open(paths["csv"], "w", newline="", encoding="utf-8") as f:
         writer = csv.writer(f)
-        writer.writerow(columns)
+        writer.writerow(columns + [f"layer_loss_{l}" for l in range(num_layers)])
         for r in result.records:
-            writer.writerow([r.get(c, "") for c in columns[: -num_layers or None]] + list(r["layer_losses"]))
-    paths.update(plot_sweep(result, output_dir))
+            writer.writerow([r.get(c, "") for c in columns] + list(r["layer_losses"]))
+    names = {"token_accuracy": "token accuracy", "accuracy": "accuracy", "rmse": "RMSE"}
+    paths.update(plot_sweep(result, output_dir, metric, names[metric]))
     return paths
 
 
 def load_sweep(path: str) -> SweepResult:
-    """Read ``ood_sweep.json`` (a file or the directory holding it)."""
+    """Read ``ood_sweep.json`` (a file or the directory holding it; a directory written by an earlier release's
+    denoiser sweep holds ``denoise_sweep.json`` instead, which is read the same way)."""
     if os.path.isdir(path):
-        path = os.path.join(path, JSON_NAME)
+        legacy = os.path.join(path, LEGACY_JSON_NAMES[0])
+        path = legacy if not os.path.isfile(os.path.join(path, JSON_NAME)) and os.path.isfile(legacy) else (
+            os.path.join(path, JSON_NAME))  # fmt: skip
     with open(path, encoding="utf-8") as f:
         data = json.load(f)
     return SweepResult(records=data["records"], aggregates=data["aggregates"], config=data.get("config", {}))
