@@ -20,6 +20,16 @@ PAPER = {
 }
 
 
+BASELINE = "ERM"  # the one name of the unconstrained baseline: labels, model cards, reports
+
+
+def method_label(args) -> str:
+    """The run's method, as labels, cards and reports name it: ``"constrained"``, ``"deep supervision"`` or ``"ERM"``."""
+    if args.constrained:
+        return "constrained"
+    return "deep supervision" if getattr(args, "deep_supervision_weight", 0) > 0 else BASELINE
+
+
 def constraint_section(
     args,
     duals: Sequence[float],
@@ -29,10 +39,8 @@ def constraint_section(
     cost=None,
 ) -> str:
     """Markdown describing the constrained training of a model (appended to the card TRL writes)."""
-    mode = (
-        "constrained (primal–dual)"
-        if args.constrained
-        else ("deep supervision" if args.deep_supervision_weight > 0 else "unconstrained ERM (baseline)")
+    mode = {"constrained": "constrained (primal–dual)", BASELINE: f"{BASELINE} (the baseline: no constraint)"}.get(
+        method_label(args), method_label(args)
     )
     lines = [
         "## Layerwise descent constraints (hf-cut)",

@@ -46,6 +46,7 @@ from dataclasses import dataclass, field
 from trl import ModelConfig, TrlParser
 
 from hf_cut import ConstrainedTrainingArguments
+from hf_cut.model_card import method_label
 
 DEFAULT_CONFIG = os.path.join(os.path.dirname(os.path.abspath(__file__)), "roberta_cls.yaml")
 
@@ -278,10 +279,7 @@ def main(script_args, training_args, model_args):
         json_path = os.path.join(training_args.output_dir, "layer_losses.json")
         with open(json_path, "w", encoding="utf-8") as f:
             json.dump(summary, f, indent=2)
-        if training_args.constrained:
-            label = "constrained"
-        else:
-            label = "deep supervision" if training_args.deep_supervision_weight > 0 else "ERM"
+        label = method_label(training_args)
         curves = {label if len(results) == 1 else f"{label}, {s}": r["layer_losses"] for s, r in results.items()}
         png_path = plot_layer_losses(
             curves,

@@ -20,9 +20,9 @@ python recipes/unrolled_denoise.py
 python recipes/unrolled_denoise.py --config recipes/unrolled_denoise.yaml \
     --constrained false --output_dir outputs/unrolled_denoise_erm
 python eval/ood_sweep_denoise.py --model outputs/unrolled_denoise outputs/unrolled_denoise_erm \
-    --labels constrained unconstrained --seeds 0 1 2 --output_dir outputs/unrolled_denoise_sweep
+    --labels constrained ERM --seeds 0 1 2 --output_dir outputs/unrolled_denoise_sweep
 ```
-The recipe can also sweep saved baselines itself: `--sweep_compare unconstrained=outputs/unrolled_denoise_erm`.
+The recipe can also sweep saved baselines itself: `--sweep_compare ERM=outputs/unrolled_denoise_erm`.
 
 # Real videos (set data_dir in the YAML or on the command line)
 ```bash
@@ -41,6 +41,7 @@ from trl import TrlParser
 
 from hf_cut import ConstrainedTrainingArguments
 from hf_cut.data_video import VideoDataArguments
+from hf_cut.model_card import method_label
 
 DEFAULT_CONFIG = os.path.join(os.path.dirname(os.path.abspath(__file__)), "unrolled_denoise.yaml")
 
@@ -113,9 +114,7 @@ def main(script_args, training_args):
     trainer.noise.remove()  # the sweep attaches its own noise at each γ
 
     if trainer.is_world_process_zero():
-        label = "constrained" if training_args.constrained else (
-            "deep supervision" if training_args.deep_supervision_weight > 0 else "unconstrained"
-        )
+        label = method_label(training_args)
         alpha = training_args.descent_alpha
         clean = evaluate_denoiser(model, dataset["test"], gamma=0.0, alpha=alpha)  # in distribution, exact means
         layer_losses = clean["layer_losses"]

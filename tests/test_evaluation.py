@@ -1,6 +1,7 @@
 """γ sweep: agreement with the trainer and a naive computation, seeds, per-example statistics, files written."""
 
 import json
+import os
 
 import pytest
 import torch
@@ -10,8 +11,11 @@ from hf_cut.data import builtin_instruction_dataset, train_builtin_tokenizer
 from hf_cut.evaluation.report import comparison_table, load_sweep, write_sweep
 from hf_cut.evaluation.stats import constraint_statistics, per_example_layer_losses
 from hf_cut.evaluation.sweep import SweepResult, _eval_trainer, aggregate_records, evaluate_causal_lm, ood_sweep
+from tests.conftest import load_script
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 @pytest.fixture(scope="module")
@@ -165,3 +169,23 @@ def test_unknown_task_is_refused_with_the_names():
     assert [get_task(name).name for name in TASK_NAMES] == list(TASK_NAMES)
     with pytest.raises(ValueError, match="causal_lm"):
         get_task("translation")
+
+
+def test_one_sweep_parser_for_every_task(tmp_path, capsys):
+    """`eval/ood_sweep.py --task …` and the per-task commands share one parser: the same flags, each task's documented
+    defaults, and another task's evaluation-set flags refused by name before anything loads."""
+    from hf_cut.evaluation.sweep_cli import parse_args
+
+    model = str(tmp_path)
+    common = ["--model", model, "--output_dir", str(tmp_path / "out")]
+    assert (parse_args(common).seeds, parse_args(common).batch_size) == ([0], 64)
+    denoise = parse_args(["--task", "denoising", *common, "--noise_mean", "0.5"])
+    assert (denoise.seeds, denoise.batch_size, denoise.noise_mean) == ([0, 1, 2], 256, 0.5)
+    assert parse_args([*common, "--num_seeds", "3"], task="classification").seeds == [0, 1, 2]
+    for argv, flag in ((["--split", "validation"], "--split"), (["--task", "classification", "--data_dir", "x"],
+                       "--data_dir"), (["--task", "denoising", "--dataset", "imdb"], "--dataset")):  # fmt: skip
+        with pytest.raises(SystemExit):
+            parse_args([*common, *argv])
+        assert flag in capsys.readouterr().err
+    cls_cli = load_script(os.path.join(ROOT, "eval/ood_sweep_cls.py"), "ood_sweep_cls_cli")
+    assert cls_cli.parse_args(common).task == "classification"

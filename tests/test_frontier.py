@@ -2,12 +2,15 @@
 
 import json
 import math
+import os
 
 import pytest
 
 from hf_cut.evaluation.frontier import beyond_frontier, frontier_points, frontier_report, pick_gammas
 from hf_cut.evaluation.sweep import SweepResult
 from tests.conftest import load_script
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 def _records(label, accuracies_by_seed, gammas=(0.0, 0.5, 1.0, 2.0)):
@@ -80,7 +83,7 @@ def test_cli_writes_json_and_png(tmp_path):
     sweep_dir.mkdir()
     (sweep_dir / "ood_sweep.json").write_text(json.dumps({"config": {}, "records": _result().records,
                                                           "aggregates": []}))  # fmt: skip
-    cli = load_script("eval/frontier.py", "frontier_cli")
+    cli = load_script(os.path.join(ROOT, "eval/frontier.py"), "frontier_cli")
     cli.main(cli.parse_args([str(sweep_dir), "--output_dir", str(tmp_path / "out"), "--mild", "1", "--strong", "2"]))
     report = json.loads((tmp_path / "out" / "frontier.json").read_text())
     assert report["beyond_every_baseline"]["γ=1"] == ["constrained γ=1"]
@@ -95,7 +98,7 @@ def test_merge_sweeps_relabels_filters_and_reaggregates(tmp_path):
         records = [{"model": label, "path": name, "gamma": g, "seed": 0, "token_accuracy": acc - g / 10, "loss": 1.0,
                     "layer_losses": [2.0, 1.0]} for g in (0.0, 1.0, 3.0)]  # fmt: skip
         (tmp_path / name / "ood_sweep.json").write_text(json.dumps({"config": {}, "records": records, "aggregates": []}))
-    cli = load_script("eval/merge_sweeps.py", "merge_cli")
+    cli = load_script(os.path.join(ROOT, "eval/merge_sweeps.py"), "merge_cli")
     cli.main(cli.parse_args([str(tmp_path / "a"), str(tmp_path / "b"), "--relabel", "ERM=ERM γ=0", "--max_gamma",
                              "1", "--output_dir", str(tmp_path / "out")]))  # fmt: skip
     merged = json.loads((tmp_path / "out" / "ood_sweep.json").read_text())

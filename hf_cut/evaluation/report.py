@@ -8,6 +8,7 @@ import os
 import statistics
 from collections.abc import Sequence
 
+from ..model_card import BASELINE
 from .sweep import SCALAR_METRICS, SweepResult, aggregate_records
 
 __all__ = [
@@ -143,13 +144,14 @@ def plot_sweep(
 
 def comparison_table(result: SweepResult, baseline: str | None = None, metric: str = "token_accuracy") -> str:
     """Markdown table: per γ and model, the metric (mean ± std), its difference to the baseline model, the share of
-    satisfied (example, layer) constraints and the mean descent ratio. The baseline defaults to the first model
-    whose name contains "erm", else the last model."""
+    satisfied (example, layer) constraints and the mean descent ratio. The baseline defaults to the model labelled
+    ``ERM`` (or ``ERM …``, e.g. ``ERM γ=1``), else the last model."""
     models = _by_model(result.aggregates)
     if not models:
         return "(empty sweep)"
     if baseline is None:
-        baseline = next((m for m in models if "erm" in m.lower()), list(models)[-1])
+        baseline = next((m for m in models if m == BASELINE or m.startswith((BASELINE + " ", BASELINE + ","))),
+                        list(models)[-1])  # fmt: skip
     if baseline not in models:
         raise ValueError(f"`baseline` {baseline!r} is not one of the models {list(models)}.")
     base = {r["gamma"]: r for r in models[baseline]}
