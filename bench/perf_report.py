@@ -4,10 +4,23 @@ from __future__ import annotations
 
 import os
 import platform
+import statistics
 from pathlib import Path
 from typing import Any
 
-__all__ = ["MARK_END", "MARK_START", "machine_info", "markdown_report", "mean_std", "write_markdown"]
+__all__ = [
+    "MARK_END",
+    "MARK_START",
+    "machine_info",
+    "markdown_report",
+    "mean_std",
+    "median",
+    "paired_ratios",
+    "summarize",
+    "write_markdown",
+]
+
+BASELINE = "sft"  # the plain SFTTrainer variant every ratio is taken against
 
 MARK_START, MARK_END = "<!-- benchmark:start -->", "<!-- benchmark:end -->"
 
@@ -133,3 +146,73 @@ def write_markdown(path: Path, body: str, marks: tuple[str, str] = (MARK_START, 
         text = text.rstrip("\n") + "\n\n" + block + "\n"
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(text, encoding="utf-8")
+
+
+def median(values: list[float]) -> float:
+    if not values:
+        raise ValueError("median of no values")
+    return float(statistics.median(values))
+
+
+def paired_ratios(per_repeat: list[dict[str, float]], baseline: str = BASELINE) -> dict[str, list[float]]:
+    """``per_repeat[r][variant]`` -> ``{variant: [value / baseline value of the same repeat, …]}`` (repeats where
+    either failed are skipped). The baseline's own ratios are exactly 1.0."""
+    out: dict[str, list[float]] = {}
+    for values in per_repeat:
+        base = values.get(baseline)
+        for name, value in values.items():
+            if base is not None and value is not None and base > 0:
+                out.setdefault(name, []).append(1.0 if name == baseline else value / base)
+    return out
+
+
+def summarize(runs: list[dict[str, Any]], variants: list[str], baseline: str = BASELINE) -> dict[str, dict[str, Any]]:
+    """Per variant: mean step time, peak memory and their paired ratios to ``baseline`` over the repeats."""
+    repeats = sorted({r["repeat"] for r in runs})
+    ok = [r for r in runs if r["result"].get("ok")]
+
+    def table(key) -> list[dict[str, float]]:
+        rows = []
+        for rep in repeats:
+            rows.append({r["variant"]: key(r["result"]) for r in ok if r["repeat"] == rep})
+        return rows
+
+    time_rows = table(lambda res: res["mean_step_s"])
+    mem_rows = table(lambda res: res["peak_mem_mib"])
+    train_mem_rows = table(lambda res: res["peak_mem_mib"] - res["mem_before_train_mib"])
+    # the slowest timed step of a run against plain SFT's mean step in the same repeat: the spikes a user sees
+    slow_rows = [
+        {name: (row[name] if name == baseline else slow[name]) for name in row if name in slow or name == baseline}
+        for row, slow in zip(time_rows, table(lambda res: max(res["step_times_s"])))
+    ]
+    slowest_ratios = paired_ratios(slow_rows, baseline)
+    time_ratios, mem_ratios = paired_ratios(time_rows, baseline), paired_ratios(mem_rows, baseline)
+    train_mem_ratios = paired_ratios(train_mem_rows, baseline)
+    summary = {}
+    for name in variants:
+        mine = [r["result"] for r in ok if r["variant"] == name]
+        failed = [r["result"].get("error") for r in runs if r["variant"] == name and not r["result"].get("ok")]
+        if not mine:
+            summary[name] = {"ok": False, "errors": failed}
+            continue
+        grads = [g for res in mine for g in res["grad_layers_per_step"]]
+        entry = {
+            "ok": True,
+            "runs": len(mine),
+            "errors": failed,
+            "mean_step_s": median([res["mean_step_s"] for res in mine]),
+            "peak_mem_mib": median([res["peak_mem_mib"] for res in mine]),
+            "mem_before_train_mib": median([res["mem_before_train_mib"] for res in mine]),
+            "grad_layers_min": min(grads) if grads else None,
+            "grad_layers_max": max(grads) if grads else None,
+            "final_duals_min": min((min(res["final_duals"]) for res in mine if res["final_duals"]), default=None),
+        }
+        ratio_tables = (("time", time_ratios), ("slowest_step", slowest_ratios), ("mem", mem_ratios),
+                        ("train_mem", train_mem_ratios))  # fmt: skip
+        for key, ratios in ratio_tables:
+            values = ratios.get(name, [])
+            entry[f"{key}_ratio"] = median(values) if values else None
+            entry[f"{key}_ratio_min"] = min(values) if values else None
+            entry[f"{key}_ratio_max"] = max(values) if values else None
+        summary[name] = entry
+    return summary
