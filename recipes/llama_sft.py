@@ -48,7 +48,6 @@ accelerate launch recipes/llama_sft.py \
 ```
 """
 
-import json
 import os
 import sys
 from dataclasses import dataclass, field
@@ -102,7 +101,8 @@ def main(script_args, training_args, model_args):
 
     from hf_cut import ConstrainedSFTTrainer
     from hf_cut.data import load_instruction_dataset, train_builtin_tokenizer
-    from hf_cut.evaluation import layer_loss_table, layer_losses_from_metrics, plot_layer_losses
+    from hf_cut.evaluation import layer_losses_from_metrics
+    from hf_cut.evaluation.run_files import finish_run, write_run_summary
     from hf_cut.models import tiny_llama_config
     from hf_cut.models.smollm2 import resolve_model_name
 
@@ -193,16 +193,7 @@ def main(script_args, training_args, model_args):
             "eval_metrics": metrics,
             "log_history": trainer.state.log_history,  # the training logs (duals, layer losses) for eval/plot_duals.py
         }
-        json_path = os.path.join(training_args.output_dir, "layer_losses.json")
-        with open(json_path, "w", encoding="utf-8") as f:
-            json.dump(summary, f, indent=2)
-        label = method_label(training_args)
-        png_path = plot_layer_losses(
-            {label: layer_losses},
-            os.path.join(training_args.output_dir, "layer_losses.png"),
-            title=f"{model_name}: held-out loss per layer ({label}, α = {training_args.descent_alpha})",
-        )
-        print(f"\nHeld-out loss per layer ({label}):\n{layer_loss_table({label: layer_losses})}")
+        json_path, png_path = write_run_summary(trainer, summary, {method_label(training_args): layer_losses}, model_name)
         print(
             f"eval_loss {summary['eval_loss']:.4f}  token accuracy {summary['eval_mean_token_accuracy']:.4f}  "
             f"constraint satisfaction {summary['constraint_satisfaction']:.4f}  "
@@ -210,12 +201,7 @@ def main(script_args, training_args, model_args):
         )
         print(f"📈 Layer losses written to {json_path} and {png_path}.")
 
-    if training_args.push_to_hub:
-        trainer.push_to_hub(dataset_name=script_args.dataset_name)
-        trainer.accelerator.print(f"🤗 Model pushed to the Hub in https://huggingface.co/{trainer.hub_model_id}.")
-
-    if hasattr(trainer, "end"):  # transformers >= 5.18: finish the trackers, destroy the process group
-        trainer.end()
+    finish_run(trainer, script_args.dataset_name)
 
 
 def make_parser():

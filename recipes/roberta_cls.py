@@ -38,7 +38,6 @@ python recipes/roberta_cls.py \
 ```
 """
 
-import json
 import os
 import sys
 from dataclasses import dataclass, field
@@ -176,7 +175,8 @@ def main(script_args, training_args, model_args):
 
     from hf_cut import ConstrainedTrainer
     from hf_cut.data_classification import evaluation_splits, load_classification_dataset
-    from hf_cut.evaluation import layer_loss_table, layer_losses_from_metrics, plot_layer_losses
+    from hf_cut.evaluation import layer_losses_from_metrics
+    from hf_cut.evaluation.run_files import finish_run, write_run_summary
     from hf_cut.evaluation.classifier_sweep import evaluate_classifier
 
     # Data: train and the labelled evaluation splits, as text (text_pair) / label
@@ -276,17 +276,9 @@ def main(script_args, training_args, model_args):
             "descent_ratio_mean": first["descent_ratio_mean"],
             "splits": results,
         }
-        json_path = os.path.join(training_args.output_dir, "layer_losses.json")
-        with open(json_path, "w", encoding="utf-8") as f:
-            json.dump(summary, f, indent=2)
         label = method_label(training_args)
         curves = {label if len(results) == 1 else f"{label}, {s}": r["layer_losses"] for s, r in results.items()}
-        png_path = plot_layer_losses(
-            curves,
-            os.path.join(training_args.output_dir, "layer_losses.png"),
-            title=f"{model_name.split('/')[-1]}: held-out loss per layer ({label}, α = {training_args.descent_alpha})",
-        )
-        print(f"\nHeld-out loss per layer ({label}):\n{layer_loss_table(curves)}")
+        json_path, png_path = write_run_summary(trainer, summary, curves, model_name)
         for split, r in results.items():
             print(
                 f"{split}: {metric} {r[metric]:.4f}  eval_loss {r['eval_loss']:.4f}  "
@@ -296,12 +288,7 @@ def main(script_args, training_args, model_args):
             )
         print(f"📈 Layer losses written to {json_path} and {png_path}.")
 
-    if training_args.push_to_hub:
-        trainer.push_to_hub(dataset_name=script_args.dataset_name)
-        trainer.accelerator.print(f"🤗 Model pushed to the Hub in https://huggingface.co/{trainer.hub_model_id}.")
-
-    if hasattr(trainer, "end"):  # transformers >= 5.18: finish the trackers, destroy the process group
-        trainer.end()
+    finish_run(trainer, script_args.dataset_name)
 
 
 def make_parser():

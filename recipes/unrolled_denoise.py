@@ -32,7 +32,6 @@ python recipes/unrolled_denoise.py --config recipes/unrolled_shanghaitech.yaml -
 ```
 """
 
-import json
 import os
 import sys
 from dataclasses import asdict, dataclass, field
@@ -74,7 +73,8 @@ def main(script_args, training_args):
     from transformers import AutoModel
 
     from hf_cut import ConstrainedTrainer
-    from hf_cut.evaluation import layer_loss_table, layer_losses_from_metrics, plot_layer_losses
+    from hf_cut.evaluation import layer_losses_from_metrics
+    from hf_cut.evaluation.run_files import finish_run, write_run_summary
     from hf_cut.evaluation.denoise_sweep import denoise_sweep, evaluate_denoiser, rmse_table, write_denoise_sweep
     from hf_cut.models.unrolled import UnrolledTransformerConfig, UnrolledTransformerModel
 
@@ -153,15 +153,7 @@ def main(script_args, training_args):
             "sweep": {str(r["gamma"]): r["rmse_mean"] for r in _rows_of(records, label)},
             "eval_metrics": metrics,
         }
-        json_path = os.path.join(training_args.output_dir, "layer_losses.json")
-        with open(json_path, "w", encoding="utf-8") as f:
-            json.dump(summary, f, indent=2)
-        png_path = plot_layer_losses(
-            {label: layer_losses},
-            os.path.join(training_args.output_dir, "layer_losses.png"),
-            title=f"{model_name}: held-out loss per layer ({label}, α = {alpha})",
-        )
-        print(f"\nHeld-out loss per layer ({label}, γ = 0):\n{layer_loss_table({label: layer_losses})}")
+        json_path, png_path = write_run_summary(trainer, summary, {label: layer_losses}, model_name, ", γ = 0")
         print(
             f"RMSE {clean['rmse']:.4f}  monotone {clean['monotone']}  pair satisfaction "
             f"{clean['pair_satisfaction']:.4f}  example satisfaction {clean['example_satisfaction']:.4f}  "
@@ -170,11 +162,7 @@ def main(script_args, training_args):
         print(f"\nRMSE against the test perturbation γ:\n{rmse_table(records)}")
         print(f"📈 Written: {json_path}, {png_path}, " + ", ".join(sweep_paths.values()))
 
-    if training_args.push_to_hub:
-        trainer.push_to_hub(dataset_name=script_args.dataset_name)
-
-    if hasattr(trainer, "end"):  # transformers >= 5.18: finish the trackers, destroy the process group
-        trainer.end()
+    finish_run(trainer, script_args.dataset_name)
 
 
 def _rows_of(records, label):
