@@ -19,11 +19,17 @@ from transformers.utils import logging
 from transformers.modeling_outputs import SequenceClassifierOutput
 from trl import SFTConfig, SFTTrainer
 
-from .classifier_readout import ClassifierReadoutRequest, add_classifier_readout
 from .config import ConstrainedSFTConfig, ConstrainedTrainingArguments
 from .constrained import DUALS_NAME, ConstrainedMixin
 from .cost import allocate, step_flops_per_token
-from .readout import LayerReadoutRequest, add_layer_readout, num_layers
+from .readout import (
+    ClassifierReadoutRequest,
+    LayerReadoutRequest,
+    add_classifier_readout,
+    add_layer_readout,
+    base_model,
+    num_layers,
+)
 
 __all__ = ["ConstrainedSFTTrainer", "ConstrainedTrainer", "DUALS_NAME"]
 
@@ -70,7 +76,7 @@ class ConstrainedSFTTrainer(ConstrainedMixin, SFTTrainer):
                 "`router_aux_loss_coef`: the MoE load-balancing loss is not supported by ConstrainedSFTTrainer yet; "
                 "set `router_aux_loss_coef=0.0`."
             )
-        base = self.model.get_base_model() if hasattr(self.model, "get_base_model") else self.model
+        base = base_model(self.model)
         add_layer_readout(base)  # raises ValueError if the norm, head or layers cannot be found
         self._setup_constraints(base, num_layers(base))
         if args.layer_loss_budget is not None:
@@ -156,7 +162,7 @@ class ConstrainedTrainer(ConstrainedMixin, Trainer):
     """``transformers.Trainer`` for sequence classifiers and regressors under the layerwise descent constraints.
 
     A drop-in replacement for [`~transformers.Trainer`] with an ``AutoModelForSequenceClassification`` model: every
-    layer's hidden state goes through the model's own head (:mod:`hf_cut.classifier_readout`), giving the layer losses
+    layer's hidden state goes through the model's own head (:mod:`hf_cut.readout.sequence_head`), giving the layer losses
     ``ℓ_0 … ℓ_L`` of the model's own loss (cross-entropy, or MSE for ``num_labels = 1``); options, logs, checkpoints
     and ``dual_variables`` are those of :class:`ConstrainedSFTTrainer`.
 
@@ -177,14 +183,11 @@ class ConstrainedTrainer(ConstrainedMixin, Trainer):
         super().__init__(model, args, *trainer_args, **trainer_kwargs)
         # The loss is a batch mean computed here: let Trainer scale it for gradient accumulation
         self.model_accepts_loss_kwargs = False
-        base = self.model.get_base_model() if hasattr(self.model, "get_base_model") else self.model
+        base = base_model(self.model)
         # Models of hf_cut.models compute their layer losses natively; HF classifiers get the readout patched in
         if not getattr(base, "supports_layer_readout", False):
             add_classifier_readout(base)  # ValueError for a head it cannot read out
-        layers = getattr(base.config, "num_hidden_layers", None) or getattr(base.config, "n_layers", None)
-        if not isinstance(layers, int):
-            raise ValueError(f"Cannot find the number of layers of {type(base).__name__} in its config.")
-        self._setup_constraints(base, layers)
+        self._setup_constraints(base, num_layers(base))
         if hasattr(self.model, "add_model_tags"):
             self.model.add_model_tags(self._tag_names)
 

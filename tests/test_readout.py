@@ -4,7 +4,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from hf_cut import readout
+from hf_cut.readout import causal_lm as readout  # the module that holds the kernel call
 from hf_cut.readout import LayerReadoutRequest, add_layer_readout, find_final_norm
 from tests.conftest import tiny_causal_lm
 

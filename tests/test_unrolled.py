@@ -20,7 +20,7 @@ import yaml
 from transformers import AutoConfig, AutoModel
 
 from hf_cut import ConstrainedTrainer, ConstrainedTrainingArguments, EmbeddingNoise
-from hf_cut.classifier_readout import ClassifierReadoutRequest
+from hf_cut.readout.sequence_head import ClassifierReadoutRequest
 from hf_cut.data_video import find_videos, load_video_dataset, load_video_folder
 from hf_cut.evaluation.denoise_sweep import denoise_sweep, evaluate_denoiser, rmse_table, write_denoise_sweep
 from hf_cut.models.unrolled import UnrolledTransformerConfig, UnrolledTransformerModel

@@ -41,10 +41,10 @@ from .local_annotator import (
     make_local_judge,
     unigram_f1,
 )
+from .plots import plot_win_rates
 
 # the offline judges by name: each needs the reference answer of every instruction
 REFERENCE_JUDGES = {"local-exact": make_exact_match_judge, "local-f1": make_f1_judge}
-from .plots import plot_win_rates
 
 __all__ = [
     "ALPACA_EVAL_REPO",

@@ -1,7 +1,7 @@
 """Out-of-distribution γ sweep for sequence classifiers and regressors.
 
 The classifier counterpart of :mod:`hf_cut.evaluation.sweep`: for every model, seed and γ the evaluation split is
-scored through the layerwise readout of :mod:`hf_cut.classifier_readout` (every layer's first-token state through the
+scored through the layerwise readout of :mod:`hf_cut.readout.sequence_head` (every layer's first-token state through the
 model's own head), with Gaussian noise of scale γ·σ_x on the input embeddings. Records carry the keys of the causal
 sweep, with ``accuracy`` (classification) or ``rmse`` (regression, ``num_labels = 1``) in place of ``token_accuracy``
 and ``num_examples`` in place of ``num_tokens``; the output files have the same layout (``ood_sweep.json``,

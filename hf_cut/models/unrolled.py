@@ -30,7 +30,7 @@ from torch import nn
 from transformers import AutoConfig, AutoModel, PretrainedConfig, PreTrainedModel
 from transformers import initialization as init
 
-from ..classifier_readout import ClassifierReadoutRequest, LayerwiseClassifierOutput
+from ..readout.sequence_head import ClassifierReadoutRequest, LayerwiseClassifierOutput
 
 __all__ = [
     "ACTIVATIONS",
@@ -94,7 +94,7 @@ class UnrolledTransformerConfig(PretrainedConfig):
 
 @dataclass
 class UnrolledTransformerOutput(LayerwiseClassifierOutput):
-    """:class:`~hf_cut.classifier_readout.LayerwiseClassifierOutput` of the unrolled transformer.
+    """:class:`~hf_cut.readout.sequence_head.LayerwiseClassifierOutput` of the unrolled transformer.
 
     ``logits``: ``X_L`` as ``[batch, T, n]`` (the denoised clip); ``layer_losses``: ``[L + 1]`` batch means of
     ``½ Σ_t ‖x_t − [X_l]_t‖²``; ``layer_logits``: ``[L + 1, batch, T, n]`` every ``X_l`` (detached, only with

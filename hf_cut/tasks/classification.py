@@ -1,5 +1,5 @@
 """The sequence-classification task (and regression, ``num_labels = 1``): every layer's first-token state through the
-model's own head (:mod:`hf_cut.classifier_readout`), every example weighted alike; the metric is accuracy (RMSE for
+model's own head (:mod:`hf_cut.readout.sequence_head`), every example weighted alike; the metric is accuracy (RMSE for
 regressors)."""
 
 from __future__ import annotations
@@ -8,17 +8,19 @@ import math
 
 import torch
 
-from ..classifier_readout import ClassifierReadoutRequest, add_classifier_readout, per_example_loss, problem_type
+from ..readout import (
+    ClassifierReadoutRequest,
+    add_classifier_readout,
+    base_model,
+    per_example_loss,
+    problem_type,
+)
 from ..noise import EmbeddingNoise
 from . import BatchScore, EvalSession, Task
 
-__all__ = ["CLASSIFICATION", "base_model", "ensure_readout"]
+__all__ = ["CLASSIFICATION", "ensure_readout"]
 
 _MODEL_INPUTS = ("input_ids", "attention_mask", "token_type_ids")
-
-
-def base_model(model):
-    return model.get_base_model() if hasattr(model, "get_base_model") else model
 
 
 def ensure_readout(model) -> None:

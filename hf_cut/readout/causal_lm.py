@@ -25,13 +25,15 @@ from transformers.utils import ModelOutput
 from trl.kernels import ChunkedLogProbFunction
 from trl.trainer.utils import maybe_gather_lm_head_ctx
 
+from . import num_layers
+
 __all__ = [
     "FINAL_NORM_NAMES",
     "LayerReadoutRequest",
     "LayerwiseCausalLMOutput",
     "add_layer_readout",
     "find_final_norm",
-    "num_layers",
+    "validate_causal_lm",
 ]
 
 # Attribute names of the final normalisation on HF decoder backbones (Llama/Qwen/Mistral/Gemma: norm; GPT-2/GPT-J/
@@ -113,16 +115,6 @@ def find_final_norm(backbone: nn.Module) -> nn.Module:
     )
 
 
-def num_layers(model: nn.Module) -> int:
-    """L, the number of transformer layers, from the model's (text) config."""
-    config = model.config.get_text_config() if hasattr(model.config, "get_text_config") else model.config
-    for name in ("num_hidden_layers", "n_layer", "num_layers"):
-        value = getattr(config, name, None)
-        if isinstance(value, int) and value > 0:
-            return value
-    raise ValueError(f"Cannot find the number of layers of {type(model).__name__} in its config.")
-
-
 def _logit_transform(model: nn.Module) -> tuple[float | None, float]:
     """(final_logit_softcapping, logit_scale) as the model's own head applies them."""
     config = model.config.get_text_config()
@@ -153,123 +145,185 @@ def add_layer_readout(model: nn.Module) -> None:
     """
     validate_causal_lm(model)
     previous_forward = model.forward
-    softcap, logit_scale = _logit_transform(model)
+    transform = _logit_transform(model)
 
     @functools.wraps(type(model).forward)
     def forward(self, *args, layer_readout: LayerReadoutRequest | None = None, **kwargs):
         if layer_readout is None:
             return previous_forward(*args, **kwargs)
-        labels = kwargs.pop("labels")
-        shift_labels = kwargs.pop("shift_labels", None)
-        num_items_in_batch = kwargs.pop("num_items_in_batch", None)
-        kwargs.pop("fused_lm_head", None)
-        kwargs.update(use_cache=False, output_hidden_states=True, return_dict=True)
-        backbone = self.base_model
-        out = backbone(*args, **kwargs)
-        states = list(out.hidden_states[:-1]) + [out.last_hidden_state]
-        if shift_labels is None:  # predict token t + 1 from position t
-            states = [h[:, :-1] for h in states]
-            labels = labels[:, 1:]
-        else:  # pre-shifted labels (context / sequence parallelism)
-            labels = shift_labels
-        head = self.get_output_embeddings()
-        labels = labels.to(head.weight.device)
-        mask = labels != -100
-        valid = mask.reshape(-1).nonzero().squeeze(1)
-        n = valid.numel()
-        flat = [h.reshape(-1, h.size(-1)).to(head.weight.device) for h in states]
-        targets = labels.reshape(-1)[valid]
-
-        # gradient sample: k tokens; value sample: its first k_v (<= k), so both are uniform without replacement
-        fraction = layer_readout.token_fraction
-        value_fraction = fraction if layer_readout.dual_token_fraction is None else layer_readout.dual_token_fraction
-        k = n if fraction >= 1.0 else min(n, max(1, round(fraction * n)))
-        k_v = k if value_fraction >= fraction else min(k, max(1, round(value_fraction * n)))
-        perm = torch.randperm(n, device=valid.device) if fraction < 1.0 or k_v < n else None
-        grad_rows = valid if perm is None else valid[perm[:k]]
-        grad_targets = targets if perm is None else targets[perm[:k]]
-
-        L = len(states) - 1
-        grad_layers = layer_readout.grad_layers or [True] * L
-        if len(grad_layers) != L:
-            raise ValueError(f"`grad_layers` has {len(grad_layers)} entries, the model has {L} readout layers.")
-        norm = find_final_norm(backbone)
-        with_grad = [l for l in range(L) if grad_layers[l]]
-        without_grad = [l for l in range(L) if not grad_layers[l]]
-
-        # ℓ_L on every completion token, with TRL's metrics (entropy, top-1) from the same pass
-        last_logp, last_entropy, last_top1 = _chunked_log_probs(
-            head, flat[L][valid], targets, softcap, logit_scale, ("log_probs", "entropy", "is_top1")
-        )
-        grad_logp: list[torch.Tensor | None] = [None] * L + [last_logp if perm is None else last_logp[perm[:k]]]
-
-        top1: list[torch.Tensor | None] = [None] * L + [last_top1 if perm is None else last_top1[perm[:k_v]]]
-
-        def score(layer_ids: list[int], rows_idx: torch.Tensor, rows_targets: torch.Tensor) -> list[torch.Tensor]:
-            # log p(target) of the layers in `layer_ids` on `rows_idx`. The layers share kernel calls (one head
-            # gather and one weight-gradient buffer per call) of at most n rows, so no call builds a taller logits
-            # tile than the last layer's loss alone: the readout's peak memory is that of SFT's loss.
-            rows_n, result = rows_idx.numel(), []
-            per_call = max(1, n // max(rows_n, 1))
-            outputs = ("log_probs", "is_top1") if layer_readout.return_layer_top1 else ("log_probs",)
-            for start in range(0, len(layer_ids), per_call):
-                group = layer_ids[start : start + per_call]
-                rows = torch.cat([norm(flat[l][rows_idx]) for l in group])
-                logp, _, is_top1 = _chunked_log_probs(
-                    head, rows, rows_targets.repeat(len(group)), softcap, logit_scale, outputs
-                )
-                result += [logp[i * rows_n : (i + 1) * rows_n] for i in range(len(group))]
-                for i, l in enumerate(group):
-                    if is_top1 is not None:
-                        top1[l] = is_top1[i * rows_n : (i + 1) * rows_n]
-            return result
-
-        for l, logp in zip(with_grad, score(with_grad, grad_rows, grad_targets)):
-            grad_logp[l] = logp
-        value_logp = [None if lp is None else lp[:k_v] for lp in grad_logp]
-        with torch.no_grad():
-            value_rows = grad_rows[:k_v]
-            for l, logp in zip(without_grad, score(without_grad, value_rows, grad_targets[:k_v])):
-                value_logp[l] = logp
-
-        def mean_nll(logps: list[torch.Tensor]) -> torch.Tensor:
-            if n == 0:  # no completion token: differentiable zeros rather than 0 / 0
-                return torch.stack([lp.sum() for lp in logps])
-            return -torch.stack([lp.mean() for lp in logps])
-
-        layer_losses = mean_nll(value_logp)
-        grad_layer_losses = None
-        if k_v < k:
-            grad_layer_losses = mean_nll([v if g is None else g for g, v in zip(grad_logp, value_logp)])
-        layer_logp = value_logp
-        sampled_rows = value_rows
-
-        def scatter(values: torch.Tensor) -> torch.Tensor:
-            return values.new_zeros(mask.shape).masked_scatter(mask, values)
-
-        denom = mask.sum() if num_items_in_batch is None else num_items_in_batch
-        loss = -last_logp.sum() / torch.as_tensor(denom).clamp(min=1)
-        token_log_probs = positions = None
-        if layer_readout.return_token_log_probs:
-            token_log_probs = torch.stack([lp.detach() for lp in layer_logp])
-            width = mask.shape[1]
-            positions = torch.stack([sampled_rows // width, sampled_rows % width], dim=1)
-        return LayerwiseCausalLMOutput(
-            loss=loss,
-            layer_losses=layer_losses,
-            grad_layer_losses=grad_layer_losses,
-            log_probs=scatter(last_logp),
-            entropy=scatter(last_entropy.detach()),
-            is_top1=scatter(last_top1),
-            label_mask=mask,
-            num_tokens=mask.sum(),
-            num_sampled_tokens=torch.as_tensor(k_v, device=mask.device),
-            layer_token_log_probs=token_log_probs,
-            token_positions=positions,
-            layer_is_top1=torch.stack(top1) if layer_readout.return_layer_top1 and not with_grad else None,
-        )
+        batch = _run_backbone(self, args, kwargs)
+        sample = _draw_token_sample(layer_readout, batch)
+        scores = _score_layers(self, layer_readout, batch, sample, transform)
+        return _assemble_output(layer_readout, batch, sample, scores)
 
     model.forward = types.MethodType(forward, model)
+
+
+@dataclass
+class _Batch:
+    """The backbone's pass: every state flattened to ``[rows, hidden]``, the completion positions and targets."""
+
+    flat: list[torch.Tensor]  # h_0 … h_L (h_L already normalised by the model), rows of the shifted grid
+    mask: torch.Tensor  # [batch, seq − 1] completion positions
+    valid: torch.Tensor  # [n] their flat row indices
+    targets: torch.Tensor  # [n] their next tokens
+    head: nn.Module
+    norm: nn.Module
+    num_items_in_batch: torch.Tensor | int | None
+
+    @property
+    def n(self) -> int:
+        return self.valid.numel()
+
+    @property
+    def num_layers(self) -> int:
+        return len(self.flat) - 1
+
+
+@dataclass
+class _Sample:
+    """The gradient's token sample (``k`` rows, a random subset without replacement) and the value sample (its
+    first ``k_v`` rows); ``perm`` is None when both are every completion token in order."""
+
+    k: int
+    k_v: int
+    perm: torch.Tensor | None
+    grad_rows: torch.Tensor
+    grad_targets: torch.Tensor
+
+
+def _run_backbone(model: nn.Module, args, kwargs) -> _Batch:
+    """One backbone pass with every hidden state; the labels shifted (or taken pre-shifted) to the readout's grid."""
+    labels = kwargs.pop("labels")
+    shift_labels = kwargs.pop("shift_labels", None)
+    num_items_in_batch = kwargs.pop("num_items_in_batch", None)
+    kwargs.pop("fused_lm_head", None)
+    kwargs.update(use_cache=False, output_hidden_states=True, return_dict=True)
+    backbone = model.base_model
+    out = backbone(*args, **kwargs)
+    states = list(out.hidden_states[:-1]) + [out.last_hidden_state]
+    if shift_labels is None:  # predict token t + 1 from position t
+        states = [h[:, :-1] for h in states]
+        labels = labels[:, 1:]
+    else:  # pre-shifted labels (context / sequence parallelism)
+        labels = shift_labels
+    head = model.get_output_embeddings()
+    labels = labels.to(head.weight.device)
+    mask = labels != -100
+    valid = mask.reshape(-1).nonzero().squeeze(1)
+    flat = [h.reshape(-1, h.size(-1)).to(head.weight.device) for h in states]
+    return _Batch(flat, mask, valid, labels.reshape(-1)[valid], head, find_final_norm(backbone), num_items_in_batch)
+
+
+def _draw_token_sample(request: LayerReadoutRequest, batch: _Batch) -> _Sample:
+    """Gradient sample: k tokens; value sample: its first k_v (<= k), so both are uniform without replacement."""
+    n, fraction = batch.n, request.token_fraction
+    value_fraction = fraction if request.dual_token_fraction is None else request.dual_token_fraction
+    k = n if fraction >= 1.0 else min(n, max(1, round(fraction * n)))
+    k_v = k if value_fraction >= fraction else min(k, max(1, round(value_fraction * n)))
+    perm = torch.randperm(n, device=batch.valid.device) if fraction < 1.0 or k_v < n else None
+    grad_rows = batch.valid if perm is None else batch.valid[perm[:k]]
+    grad_targets = batch.targets if perm is None else batch.targets[perm[:k]]
+    return _Sample(k, k_v, perm, grad_rows, grad_targets)
+
+
+@dataclass
+class _Scores:
+    last_logp: torch.Tensor  # [n] log p(target) of the last layer on every completion token
+    last_entropy: torch.Tensor
+    last_top1: torch.Tensor
+    grad_logp: list[torch.Tensor | None]  # per layer, on the gradient's sample (layers with grad, and the last)
+    value_logp: list[torch.Tensor]  # per layer, on the value sample
+    top1: list[torch.Tensor | None]  # per layer, on the value sample (on request)
+    with_grad: list[int]
+
+
+def _score_layers(model: nn.Module, request: LayerReadoutRequest, batch: _Batch, sample: _Sample,
+                  transform: tuple[float | None, float]) -> _Scores:  # fmt: skip
+    """log p(target) of every layer: the last on every token (with TRL's entropy and top-1), the layers with grad on
+    the gradient's sample, the others under ``no_grad`` on the value sample."""
+    n, L, k, k_v, perm = batch.n, batch.num_layers, sample.k, sample.k_v, sample.perm
+    softcap, logit_scale = transform
+    grad_layers = request.grad_layers or [True] * L
+    if len(grad_layers) != L:
+        raise ValueError(f"`grad_layers` has {len(grad_layers)} entries, the model has {L} readout layers.")
+    with_grad = [l for l in range(L) if grad_layers[l]]
+    without_grad = [l for l in range(L) if not grad_layers[l]]
+
+    # ℓ_L on every completion token, with TRL's metrics (entropy, top-1) from the same pass
+    last_logp, last_entropy, last_top1 = _chunked_log_probs(
+        batch.head, batch.flat[L][batch.valid], batch.targets, softcap, logit_scale, ("log_probs", "entropy", "is_top1")
+    )
+    grad_logp: list[torch.Tensor | None] = [None] * L + [last_logp if perm is None else last_logp[perm[:k]]]
+    top1: list[torch.Tensor | None] = [None] * L + [last_top1 if perm is None else last_top1[perm[:k_v]]]
+
+    def score(layer_ids: list[int], rows_idx: torch.Tensor, rows_targets: torch.Tensor) -> list[torch.Tensor]:
+        # log p(target) of the layers in `layer_ids` on `rows_idx`. The layers share kernel calls (one head gather and
+        # one weight-gradient buffer per call) of at most n rows, so no call builds a taller logits tile than the
+        # last layer's loss alone: the readout's peak memory is that of SFT's loss.
+        rows_n, result = rows_idx.numel(), []
+        per_call = max(1, n // max(rows_n, 1))
+        outputs = ("log_probs", "is_top1") if request.return_layer_top1 else ("log_probs",)
+        for start in range(0, len(layer_ids), per_call):
+            group = layer_ids[start : start + per_call]
+            rows = torch.cat([batch.norm(batch.flat[l][rows_idx]) for l in group])
+            logp, _, is_top1 = _chunked_log_probs(
+                batch.head, rows, rows_targets.repeat(len(group)), softcap, logit_scale, outputs
+            )
+            result += [logp[i * rows_n : (i + 1) * rows_n] for i in range(len(group))]
+            for i, l in enumerate(group):
+                if is_top1 is not None:
+                    top1[l] = is_top1[i * rows_n : (i + 1) * rows_n]
+        return result
+
+    for l, logp in zip(with_grad, score(with_grad, sample.grad_rows, sample.grad_targets)):
+        grad_logp[l] = logp
+    value_logp = [None if lp is None else lp[:k_v] for lp in grad_logp]
+    with torch.no_grad():
+        for l, logp in zip(without_grad, score(without_grad, sample.grad_rows[:k_v], sample.grad_targets[:k_v])):
+            value_logp[l] = logp
+    return _Scores(last_logp, last_entropy, last_top1, grad_logp, value_logp, top1, with_grad)
+
+
+def _assemble_output(request: LayerReadoutRequest, batch: _Batch, sample: _Sample,
+                     scores: _Scores) -> LayerwiseCausalLMOutput:  # fmt: skip
+    """Layer losses on the value sample (and on the gradient's, when larger), the last layer's loss normalised as
+    TRL's ``SFTTrainer`` does, and the per-token outputs asked for."""
+    n, mask = batch.n, batch.mask
+
+    def mean_nll(logps: list[torch.Tensor]) -> torch.Tensor:
+        if n == 0:  # no completion token: differentiable zeros rather than 0 / 0
+            return torch.stack([lp.sum() for lp in logps])
+        return -torch.stack([lp.mean() for lp in logps])
+
+    def scatter(values: torch.Tensor) -> torch.Tensor:
+        return values.new_zeros(mask.shape).masked_scatter(mask, values)
+
+    layer_losses = mean_nll(scores.value_logp)
+    grad_layer_losses = None
+    if sample.k_v < sample.k:
+        grad_layer_losses = mean_nll([v if g is None else g for g, v in zip(scores.grad_logp, scores.value_logp)])
+    denom = mask.sum() if batch.num_items_in_batch is None else batch.num_items_in_batch
+    loss = -scores.last_logp.sum() / torch.as_tensor(denom).clamp(min=1)
+    token_log_probs = positions = None
+    if request.return_token_log_probs:
+        token_log_probs = torch.stack([lp.detach() for lp in scores.value_logp])
+        value_rows, width = sample.grad_rows[: sample.k_v], mask.shape[1]
+        positions = torch.stack([value_rows // width, value_rows % width], dim=1)
+    return LayerwiseCausalLMOutput(
+        loss=loss,
+        layer_losses=layer_losses,
+        grad_layer_losses=grad_layer_losses,
+        log_probs=scatter(scores.last_logp),
+        entropy=scatter(scores.last_entropy.detach()),
+        is_top1=scatter(scores.last_top1),
+        label_mask=mask,
+        num_tokens=mask.sum(),
+        num_sampled_tokens=torch.as_tensor(sample.k_v, device=mask.device),
+        layer_token_log_probs=token_log_probs,
+        token_positions=positions,
+        layer_is_top1=torch.stack(scores.top1) if request.return_layer_top1 and not scores.with_grad else None,
+    )
 
 
 def _chunked_log_probs(
