@@ -16,7 +16,7 @@ python eval/ood_sweep_denoise.py \
     --output_dir outputs/unrolled_denoise_sweep
 ```
 
-# Another test set (any source of hf_cut.data_video; frame size and T must match the models)
+# Another test set (any source of hf_cut.data.video; frame size and T must match the models)
 ```bash
 python eval/ood_sweep_denoise.py --model outputs/unrolled_ucsd outputs/unrolled_ucsd_erm \
     --dataset_name ucsd --data_dir /data/UCSD_Anomaly_Dataset.v1p2/UCSDped2 --output_dir outputs/ucsd_sweep

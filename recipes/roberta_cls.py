@@ -54,7 +54,7 @@ DEFAULT_CONFIG = os.path.join(os.path.dirname(os.path.abspath(__file__)), "rober
 class ClassificationScriptArguments:
     """The data, and the built-in model used when `model_name_or_path` is not set.
 
-    `dataset_name` goes to `hf_cut.data_classification.load_classification_dataset` ("builtin", a Hub name with
+    `dataset_name` goes to `hf_cut.data.classification.load_classification_dataset` ("builtin", a Hub name with
     `dataset_config`, or a local .csv/.json/.jsonl file); the `tiny_*` fields and `tokenizer_vocab_size` apply only
     to the tiny BERT.
     """
@@ -133,7 +133,7 @@ def build_model(script_args, training_args, model_args, texts, num_labels, names
     import transformers
     from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
-    from hf_cut.data_classification import train_wordpiece_tokenizer
+    from hf_cut.data.classification import train_wordpiece_tokenizer
     from hf_cut.models.minilm import packaged_minilm_path, tiny_bert_config
 
     if model_args.use_peft or model_args.load_in_4bit or model_args.load_in_8bit:
@@ -174,7 +174,7 @@ def main(script_args, training_args, model_args):
     import numpy as np
 
     from hf_cut import ConstrainedTrainer
-    from hf_cut.data_classification import evaluation_splits, load_classification_dataset
+    from hf_cut.data.classification import evaluation_splits, load_classification_dataset
     from hf_cut.evaluation import layer_losses_from_metrics
     from hf_cut.evaluation.run_files import finish_run, write_run_summary
     from hf_cut.evaluation.classifier_sweep import evaluate_classifier

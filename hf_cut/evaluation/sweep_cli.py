@@ -100,7 +100,7 @@ def parse_args(argv=None, task: str | None = None, description: str | None = Non
 
 def _video_test_set(args: argparse.Namespace):
     """The test clips: the first model's training data settings, overridden by the flags given."""
-    from ..data_video import VideoDataArguments
+    from ..data.video import VideoDataArguments
 
     values = {}
     summary = os.path.join(args.model[0], "layer_losses.json")

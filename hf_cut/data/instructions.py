@@ -13,9 +13,11 @@ import random
 from collections.abc import Callable, Hashable, Iterable
 from typing import Any
 
-from datasets import Dataset, DatasetDict, load_dataset
+from datasets import Dataset, DatasetDict
 from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors, trainers
 from transformers import PreTrainedTokenizerFast
+
+from .sources import read_splits
 
 INSTRUCTION_HEADER = "### Instruction:\n"
 INPUT_HEADER = "### Input:\n"
@@ -272,9 +274,9 @@ def load_instruction_dataset(
     """Load an instruction dataset as a ``DatasetDict`` with ``train`` and ``test`` splits.
 
     ``"builtin"`` returns :func:`builtin_instruction_dataset` for ``seed``. Anything else
-    goes to ``datasets.load_dataset(name, **load_kwargs)`` (a Hub name, a local directory,
-    or a builder such as ``"json"`` with ``data_files=...``); a path ending in ``.json`` or
-    ``.jsonl`` is loaded as a JSON data file. Alpaca-style columns are mapped to
+    goes to :func:`hf_cut.data.sources.read_splits` (a Hub name, a local directory, a builder
+    such as ``"json"`` with ``data_files=...``, a ``save_to_disk`` folder); a path ending in
+    ``.json``, ``.jsonl`` or ``.csv`` is loaded as a data file. Alpaca-style columns are mapped to
     prompt/completion; prompt/completion and conversational (``messages``) data are kept
     as they are; other layouts raise ``ValueError``. Without a ``test`` split, a
     ``validation`` split is used if present, otherwise ``split_test_size`` of ``train``
@@ -282,16 +284,7 @@ def load_instruction_dataset(
     """
     if name == "builtin":
         return builtin_instruction_dataset(seed=seed)
-    if name.endswith((".json", ".jsonl")) and "data_files" not in load_kwargs:
-        loaded = load_dataset("json", data_files=name, **load_kwargs)
-    else:
-        loaded = load_dataset(name, **load_kwargs)
-    if isinstance(loaded, Dataset):
-        loaded = DatasetDict(train=loaded)
-    if not isinstance(loaded, DatasetDict):
-        raise TypeError(f"Expected a Dataset or DatasetDict, got {type(loaded).__name__} (streaming is unsupported)")
-    if "train" not in loaded:
-        raise ValueError(f"Dataset {name!r} has no 'train' split (splits: {list(loaded)})")
+    loaded = read_splits(name, **load_kwargs)
     train = _normalise_columns(loaded["train"])
     test_split = "test" if "test" in loaded else "validation" if "validation" in loaded else None
     if test_split is not None:
