@@ -30,7 +30,7 @@ from torch import nn
 from transformers import AutoConfig, AutoModel, PretrainedConfig, PreTrainedModel
 from transformers import initialization as init
 
-from ..readout.sequence_head import ClassifierReadoutRequest, LayerwiseClassifierOutput
+from ..readout import LayerwiseClassifierOutput, ReadoutRequest
 
 __all__ = [
     "ACTIVATIONS",
@@ -180,7 +180,7 @@ class UnrolledTransformerModel(PreTrainedModel):
         self,
         noisy_frames: torch.Tensor,
         labels: torch.Tensor | None = None,
-        layer_readout: ClassifierReadoutRequest | None = None,
+        layer_readout: ReadoutRequest | None = None,
         output_hidden_states: bool | None = None,
         return_dict: bool | None = True,
         **kwargs,
