@@ -25,12 +25,29 @@ def load_script(path, name: str | None = None):
     return module
 
 
+# decoder configs with the usual field names; Gemma 3 (scaled embeddings, (1 + w) norms) and Qwen3 (q/k norms) set
+# their head size explicitly
+DECODER_CONFIGS = {
+    "llama": ("LlamaConfig", {}),
+    "qwen2": ("Qwen2Config", {}),
+    "mistral": ("MistralConfig", {}),
+    "qwen3": ("Qwen3Config", {"head_dim": 8}),
+    "gemma3": ("Gemma3TextConfig", {"head_dim": 8, "sliding_window": 4}),
+    "phi3": ("Phi3Config", {"pad_token_id": 0}),
+    "olmo2": ("Olmo2Config", {"pad_token_id": 0}),
+}
+
+
 def tiny_config(arch: str, vocab_size: int, num_layers: int = 3, **kwargs):
     common = dict(vocab_size=vocab_size, num_attention_heads=4, **kwargs)
     if arch == "gpt2":
         return transformers.GPT2Config(n_embd=32, n_layer=num_layers, n_head=4, vocab_size=vocab_size, **kwargs)
-    cls = {"llama": transformers.LlamaConfig, "qwen2": transformers.Qwen2Config, "mistral": transformers.MistralConfig}
-    return cls[arch](hidden_size=32, intermediate_size=64, num_hidden_layers=num_layers, num_key_value_heads=2, **common)
+    if arch == "gpt_neox":
+        return transformers.GPTNeoXConfig(hidden_size=32, intermediate_size=64, num_hidden_layers=num_layers, **common)
+    name, extra = DECODER_CONFIGS[arch]
+    extra = {k: v for k, v in extra.items() if k not in kwargs}
+    return getattr(transformers, name)(hidden_size=32, intermediate_size=64, num_hidden_layers=num_layers,
+                                       num_key_value_heads=2, **extra, **common)  # fmt: skip
 
 
 def tiny_causal_lm(arch: str = "llama", vocab_size: int = 64, num_layers: int = 3, seed: int = 0, **kwargs):

@@ -9,6 +9,8 @@ from hf_cut.readout import LayerReadoutRequest, add_layer_readout, find_final_no
 from tests.conftest import tiny_causal_lm
 
 ARCHS = ["llama", "qwen2", "mistral", "gpt2"]
+# the wider matrix: Gemma 3 (scaled embeddings, its own norms), Qwen3, Phi-3, OLMo 2, GPT-NeoX (head `embed_out`)
+WIDER_ARCHS = ["gemma3", "qwen3", "phi3", "olmo2", "gpt_neox"]
 VOCAB = 64
 
 
@@ -30,13 +32,14 @@ def _naive_token_nll(model, ids, attention, labels):
     L = len(out.hidden_states) - 1
     rows = []
     for layer, h in enumerate(out.hidden_states):
-        logits = out.logits if layer == L else model.lm_head(norm(h))  # the last state is already normalised
+        # the last state is already normalised; the head is the model's own (GPT-NeoX: embed_out)
+        logits = out.logits if layer == L else model.get_output_embeddings()(norm(h))
         nll = F.cross_entropy(logits[:, :-1].transpose(1, 2), labels[:, 1:], reduction="none", ignore_index=-100)
         rows.append(nll)
     return torch.stack(rows)
 
 
-@pytest.mark.parametrize("arch", ARCHS)
+@pytest.mark.parametrize("arch", ARCHS + WIDER_ARCHS)
 def test_layer_losses_equal_naive_full_logits(arch):
     model = tiny_causal_lm(arch, vocab_size=VOCAB, num_layers=3)
     ids, attention, labels = _batch()
@@ -145,3 +148,32 @@ def test_token_fraction_on_a_batch_without_completion_tokens():
     assert out.num_sampled_tokens.item() == 0
     assert torch.equal(out.layer_losses, torch.zeros(4)) and out.loss.item() == 0.0
     out.loss.backward()  # still connected to the graph
+
+
+@pytest.mark.parametrize("arch", ARCHS + WIDER_ARCHS)
+def test_noise_hook_sits_on_the_input_embeddings(arch):
+    """The hook perturbs what the first layer reads: the output of the model's input-embedding module (for Gemma 3,
+    after its √d scaling), with std γ·σ_x of those clean embeddings."""
+    from hf_cut.noise import EmbeddingNoise
+
+    model = tiny_causal_lm(arch, vocab_size=VOCAB, num_layers=2)
+    ids, attention, _ = _batch()
+    embeddings = model.get_input_embeddings()
+    clean = embeddings(ids).detach()
+    noise = EmbeddingNoise(0.5).attach(model)
+    assert embeddings._forward_hooks
+    torch.manual_seed(0)
+    noisy = embeddings(ids).detach()
+    noise.remove()
+    assert not embeddings._forward_hooks
+    sigma = clean[attention.bool()].std()
+    assert (noisy - clean)[attention.bool()].std().item() == pytest.approx(0.5 * sigma.item(), rel=0.15)
+
+
+def test_unsupported_architecture_is_refused_with_what_was_looked_for():
+    """A decoder without a final norm the readout can find (here: renamed away) fails before any compute."""
+    model = tiny_causal_lm("llama", vocab_size=VOCAB)
+    model.model.final = model.model.norm
+    del model.model.norm
+    with pytest.raises(ValueError, match="Cannot find the final norm of LlamaModel"):
+        add_layer_readout(model)
