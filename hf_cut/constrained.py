@@ -191,12 +191,28 @@ class ConstrainedMixin:
             stacklevel=3,
         )
 
-    def _record_layer_metrics(self, mode: str, layer_losses: torch.Tensor, logged: torch.Tensor | None = None) -> None:
-        """Log ``layer_loss/{l}``, ``slack/{l}``, ``constraint_satisfaction`` and ``descent_ratio_mean`` (means over
-        ranks). ``logged`` replaces the layer losses in ``layer_loss/{l}`` (e.g. the last layer on every token)."""
+    def _record_layer_metrics(
+        self,
+        mode: str,
+        layer_losses: torch.Tensor,
+        logged: torch.Tensor | None = None,
+        weight: torch.Tensor | float | None = None,
+    ) -> None:
+        """Log ``layer_loss/{l}``, ``slack/{l}``, ``constraint_satisfaction`` and ``descent_ratio_mean``. Across ranks
+        the layer losses are averaged with ``weight`` (the tokens or examples each rank's means are over: what the
+        dual step weighs them by), or plainly without it. ``logged`` replaces the layer losses in ``layer_loss/{l}``
+        (e.g. the last layer on every token)."""
         gather = self.accelerator.gather_for_metrics
-        sampled = gather(layer_losses.detach()[None]).mean(0)
-        shown = sampled if logged is None else gather(logged.detach()[None]).mean(0)
+
+        def across_ranks(values: torch.Tensor) -> torch.Tensor:
+            values = values.detach()
+            if weight is None:
+                return gather(values[None]).mean(0)
+            w = torch.as_tensor(weight, dtype=values.dtype, device=values.device).reshape(1)
+            return gather((values * w)[None]).sum(0) / gather(w).sum().clamp(min=1e-12)
+
+        sampled = across_ranks(layer_losses)
+        shown = sampled if logged is None else across_ranks(logged)
         slacks = slack(sampled, self.args.descent_alpha)
         metrics = self._metrics[mode]
         for layer, value in enumerate(shown.tolist()):

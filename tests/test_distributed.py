@@ -22,10 +22,15 @@ def _check(result):
 
 
 def _torchrun(args, tmp_path, attempts=3):
+    """2 ranks of the training script under torchrun on a free port."""
+    _torchrun_script(SCRIPT, args, tmp_path, attempts)
+
+
+def _torchrun_script(script, args, tmp_path, attempts=3):
     """2 ranks under torchrun on a free port; a port taken between the probe and the bind is retried."""
     for _ in range(attempts):
         cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", str(_free_port())]
-        result = _run([*cmd, str(SCRIPT), *args], tmp_path)
+        result = _run([*cmd, str(script), *args], tmp_path)
         if result.returncode == 0 or "address already in use" not in result.stderr.lower():
             break
     _check(result)
@@ -52,6 +57,8 @@ def test_two_ranks_match_one_process(tmp_path, resilience):
     assert torch.equal(rank0["weights"], rank1["weights"])
     assert torch.allclose(rank0["duals"], single["duals"], atol=1e-5)
     assert torch.allclose(rank0["weights"], single["weights"], atol=1e-5)
+    # the logged layer losses weigh each rank's means by its tokens, as the duals do: equal to one process's
+    assert torch.allclose(rank0["logged_layer_losses"], single["logged_layer_losses"], atol=1e-5)
 
 
 def test_two_ranks_resume_with_their_duals(tmp_path):
@@ -88,3 +95,16 @@ def test_two_ranks_agree_when_one_rank_sees_a_nan(tmp_path):
         lam = torch.clamp(lam + 0.5 * (mean[1:] - 0.9 * mean[:-1]), min=0)
     assert not torch.isfinite(rank0["seen"][3][0]).all() and len(rank0["seen"]) == 4
     assert torch.allclose(rank0["duals"].double(), lam, atol=1e-5)
+
+
+def test_readout_under_fsdp2_with_the_head_as_its_own_unit(tmp_path):
+    """FSDP2 (`fully_shard`) on each layer, the head and the root: each rank's layer losses are its own half's, and
+    the head's gradient after FSDP's reduction is the one-process gradient of the mean objective (without averaging
+    the head's gathered weight's gradient across ranks, each rank kept only its own half's: error ~0.3)."""
+    _torchrun_script(Path(__file__).parent / "distributed" / "fsdp_head.py", [str(tmp_path)], tmp_path)
+    rank0 = torch.load(tmp_path / "rank0.pt", weights_only=True)
+    rank1 = torch.load(tmp_path / "rank1.pt", weights_only=True)
+    for rank, result in enumerate((rank0, rank1)):
+        assert torch.allclose(result["losses"], rank0["reference_losses"][rank], atol=1e-5)
+    assert torch.allclose(rank0["head_grad"], rank1["head_grad"])
+    assert torch.allclose(rank0["head_grad"], rank0["reference_head_grad"], atol=1e-6)

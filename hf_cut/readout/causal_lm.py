@@ -326,6 +326,18 @@ def _assemble_output(request: LayerReadoutRequest, batch: _Batch, sample: _Sampl
     )
 
 
+def _gather_sharded(param: torch.Tensor) -> torch.Tensor:
+    """The full tensor of an FSDP2-sharded parameter read outside its module's forward (the head as its own FSDP unit).
+
+    Its gradient must then be averaged over the ranks, as FSDP averages the gradients it reduces itself: the default
+    ``full_tensor()`` backward keeps each rank's own contribution only (each rank's shard would hold its own
+    micro-batch's gradient). ``Partial("avg")`` makes the backward a reduce-scatter with averaging.
+    """
+    from torch.distributed.tensor import Partial
+
+    return param.full_tensor(grad_placements=[Partial("avg")] * param.device_mesh.ndim)
+
+
 def _chunked_log_probs(
     head: nn.Module,
     hidden: torch.Tensor,
@@ -338,8 +350,7 @@ def _chunked_log_probs(
     top-1 are ``None`` unless named in ``outputs`` (each costs passes over every tile)."""
     weight, bias = head.weight, head.bias
     if hasattr(weight, "full_tensor"):  # FSDP2 DTensor: gather the head once for every tile
-        weight = weight.full_tensor()
-        bias = bias.full_tensor() if bias is not None else None
+        weight, bias = _gather_sharded(weight), (_gather_sharded(bias) if bias is not None else None)
     with maybe_gather_lm_head_ctx(weight, bias):  # ZeRO-3: the head is read directly, not through its module
         vocab_chunk = min(_VOCAB_CHUNK, weight.shape[0])
         logp, entropy, _, _, is_top1 = ChunkedLogProbFunction.apply(

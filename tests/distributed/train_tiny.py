@@ -72,8 +72,10 @@ def main(out_dir: str, per_device_batch: int, save_steps: int | None, resume: st
         trainer.add_callback(Sleep())
     trainer.train(resume_from_checkpoint=resume)
     weights = torch.cat([p.detach().flatten() for p in trainer.model.parameters()])
+    logged = [[h[f"layer_loss/{l}"] for l in range(trainer.num_layers + 1)] for h in trainer.state.log_history
+              if "layer_loss/0" in h]  # fmt: skip
     result = {"duals": trainer.dual_variables, "weights": weights, "seen": seen,
-              "skipped": trainer.duals.skipped_nonfinite}  # fmt: skip
+              "skipped": trainer.duals.skipped_nonfinite, "logged_layer_losses": torch.tensor(logged)}  # fmt: skip
     torch.save(result, os.path.join(out_dir, f"rank{rank}.pt"))
 
 
