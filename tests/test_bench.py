@@ -146,3 +146,27 @@ def test_quality_settings_map_to_recipe_flags_and_a_table(tmp_path):
     assert "| `k1` | --layer_loss_interval 1 | 2 | 1.600 ± 0.141 | 2.100 ± 0.141 | 65.0 ± 7.1 | 50 ± 0 | 1.38 ± 0.18 |" in table
     assert "| `erm` | --constrained false | 1 | 1.500 | 2.000 | 70.0 | 50 | – |" in table
 
+
+
+def test_gpu_check_dry_run_assembles_every_command_and_parses_its_configs(tmp_path):
+    """`bench/gpu_check.sh --dry-run`: every GPU check's command, and the configs they name parsed by their own
+    loaders (accelerate's for ZeRO-3 / FSDP2, the recipe's TrlParser, the benchmark's parser), with nothing run."""
+    import json
+    import os
+    import subprocess
+
+    root = Path(__file__).resolve().parent.parent
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "CUDA_VISIBLE_DEVICES": ""}
+    result = subprocess.run(["bash", "bench/gpu_check.sh", "--dry-run", str(tmp_path)], cwd=root, env=env,
+                            capture_output=True, text=True, timeout=300)  # fmt: skip
+    assert result.returncode == 0, result.stderr[-3000:]
+    report = json.loads((tmp_path / "gpu_check.json").read_text())
+    checks = {c["check"]: c for c in report["checks"]}
+    assert set(checks) == {"bench_1b", "bench_8b_widths", "model_1b", "qlora", "zero3", "zero3_resumed", "fsdp2",
+                           "fsdp2_resumed"}  # fmt: skip
+    assert all(c["returncode"] is None for c in checks.values()) and report["dry_run"] is True
+    assert "--load_in_4bit" in checks["qlora"]["command"] and "accelerate_configs/zero3.yaml" in checks["zero3"]["command"]
+    assert "checkpoint-10" in checks["fsdp2_resumed"]["command"]
+    configs = report["configs"]
+    assert configs["zero3"]["distributed_type"].endswith("DEEPSPEED") and configs["fsdp2"]["distributed_type"].endswith("FSDP")
+    assert configs["recipe"]["load_in_4bit"] is True and configs["bench_gpu_1b"]["shapes"] == ["gpu_1b"]
