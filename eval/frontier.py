@@ -5,7 +5,7 @@ point of the candidate method lies beyond the baselines' frontiers by more than 
 
 Reads γ sweeps (`ood_sweep.json` files or their directories, from `eval/ood_sweep.py`, any task) whose labels start
 with a method name (`ERM γ=0.5`, `deep supervision w=0.3 γ=1`, `constrained upper half γ=1`); writes
-`frontier.json` (points, verdicts) and `frontier.png`, and prints the verdict. Run it on your own model's sweeps:
+`frontier.json` (points, verdicts), `frontier.md` (the table) and `frontier.png`, and prints the table and the verdict. Run it on your own model's sweeps:
 
 # The SmolLM2 noise-training study (docs/results/noise_training.md)
 ```bash
@@ -20,7 +20,6 @@ python eval/frontier.py outputs/sweep_a outputs/sweep_b --mild 0.5 --strong 1.5 
 """
 
 import argparse
-import json
 import os
 import sys
 
@@ -29,6 +28,7 @@ def main(args: argparse.Namespace) -> None:
     from hf_cut.evaluation.frontier import (
         frontier_points,
         frontier_report,
+        frontier_table,
         merge_sweeps,
         pick_gammas,
         plot_frontier,
@@ -50,8 +50,10 @@ def main(args: argparse.Namespace) -> None:
     os.makedirs(args.output_dir, exist_ok=True)
     write_frontier(report, os.path.join(args.output_dir, "frontier.json"))
     plot_frontier(report, os.path.join(args.output_dir, "frontier.png"), args.metric.replace("_", " "), args.title)
-    for row in report["verdicts"]:
-        print(json.dumps(row, ensure_ascii=False))
+    table = frontier_table(report)
+    with open(os.path.join(args.output_dir, "frontier.md"), "w", encoding="utf-8") as f:
+        f.write(table + "\n")
+    print(table)
     for key, winners in report["beyond_every_baseline"].items():
         print(f"{key}: {', '.join(winners) if winners else 'no ' + args.candidate + ' point'} beyond every baseline")
 

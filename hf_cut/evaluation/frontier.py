@@ -29,6 +29,7 @@ __all__ = [
     "beyond_frontier",
     "frontier_points",
     "frontier_report",
+    "frontier_table",
     "merge_sweeps",
     "pick_gammas",
     "plot_frontier",
@@ -151,6 +152,30 @@ def plot_frontier(report: dict, path: str, metric: str = "token accuracy", title
     fig.savefig(path, dpi=120)
     plt.close(fig)
     return path
+
+
+def frontier_table(report: dict) -> str:
+    """Markdown: one row per point (method and setting), its accuracy at γ = 0 and at the mild and strong γ (mean ±
+    std over training seeds, in %), and whether it lies beyond each baseline's frontier (candidate points only)."""
+    mild, strong = f"{report['mild_gamma']:g}", f"{report['strong_gamma']:g}"
+    verdicts = {v["label"]: v for v in report["verdicts"]}
+    baselines = report.get("baselines", [])
+    head = ["setting", "seeds", "γ = 0", f"γ = {mild}", f"γ = {strong}"]
+    head += [f"beyond {b} (γ = {g})" for g in (mild, strong) for b in baselines]
+    lines = ["| " + " | ".join(head) + " |", "|" + " --- |" * len(head)]
+
+    def cell(value: dict) -> str:
+        return f"{100 * value['mean']:.1f} ± {100 * value['std']:.1f}%"
+
+    for p in sorted(report["points"], key=lambda p: (str(p["method"]), p["label"])):
+        row = [p["label"], str(p["num_seeds"]), cell(p["clean"]), cell(p[mild]), cell(p[strong])]
+        verdict = verdicts.get(p["label"])
+        for g in (mild, strong):
+            for b in baselines:
+                value = None if verdict is None else verdict.get(f"beyond {b} at γ={g}")
+                row.append("" if value is None else "yes" if value else "no")
+        lines.append("| " + " | ".join(row) + " |")
+    return "\n".join(lines)
 
 
 def write_frontier(report: dict, path: str) -> str:
