@@ -36,7 +36,10 @@ def main(args: argparse.Namespace) -> None:
     )
 
     result = merge_sweeps(args.sweeps)
-    gammas = sorted({r["gamma"] for r in result.records if r["gamma"] > 0})
+    by_label: dict[str, set] = {}
+    for r in result.records:
+        by_label.setdefault(r["model"], set()).add(r["gamma"])
+    gammas = sorted(g for g in set.intersection(*by_label.values()) if g > 0)  # the γ every label was swept at
     methods = args.methods
     if args.mild is None or args.strong is None:
         mild, strong = pick_gammas(frontier_points(result, gammas, args.metric, methods), args.baseline, gammas)
