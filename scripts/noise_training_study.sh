@@ -63,8 +63,10 @@ if [[ $STAGES == *report* ]]; then
   python eval/merge_sweeps.py docs/smollm2 "$OUT"/sweeps/* --output_dir "$DOCS" \
     --relabel "ERM=ERM γ=0" "deep supervision=deep supervision γ=0" "constrained=constrained γ=0"
   python eval/report.py "$DOCS" --by_training_seed | tee "$DOCS/table.md"
-  python eval/frontier.py "$DOCS" --output_dir "$DOCS" --title "SmolLM2-135M-Instruct: accuracy at γ = 0 against under noise"
-  python eval/runs_table.py "$OUT"/*_s[0-9] --output "$DOCS/runs.json"
+  python eval/frontier.py "$DOCS" --output_dir "$(dirname "$DOCS")" \
+    --title "SmolLM2-135M-Instruct: token accuracy at γ = 0 against under noise (mean ± std over training seeds)"
+  runs=(); for dir in "$OUT"/*_s[0-9]; do [ -f "$dir/layer_losses.json" ] && runs+=("$dir"); done
+  python eval/runs_table.py "${runs[@]}" --output "$DOCS/runs.json"
 fi
 
 if [[ $STAGES == *generation* ]]; then  # greedy answers under noise, judged by token F1 against the reference answer
