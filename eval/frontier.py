@@ -81,10 +81,13 @@ def make_parser() -> argparse.ArgumentParser:
 def parse_args(argv=None) -> argparse.Namespace:
     parser = make_parser()
     args = parser.parse_args(argv)
+    from hf_cut.evaluation.report import sweep_file
+
     for path in args.sweeps:
-        target = os.path.join(path, "ood_sweep.json") if os.path.isdir(path) else path
-        if not os.path.isfile(target):
-            parser.error(f"sweeps: {path!r} is neither an ood_sweep.json nor a directory holding one")
+        try:
+            sweep_file(path)
+        except ValueError as err:
+            parser.error(str(err))
     for name in ("mild", "strong"):
         if getattr(args, name) is not None and getattr(args, name) <= 0:
             parser.error(f"--{name} must be a noise level γ > 0, got {getattr(args, name)}")

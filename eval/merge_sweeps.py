@@ -10,7 +10,6 @@ python eval/merge_sweeps.py docs/smollm2 --relabel "ERM=ERM γ=0" "constrained=c
 """
 
 import argparse
-import os
 
 
 def main(args: argparse.Namespace) -> None:
@@ -35,10 +34,13 @@ def make_parser() -> argparse.ArgumentParser:
 def parse_args(argv=None) -> argparse.Namespace:
     parser = make_parser()
     args = parser.parse_args(argv)
+    from hf_cut.evaluation.report import sweep_file
+
     for path in args.sweeps:
-        target = os.path.join(path, "ood_sweep.json") if os.path.isdir(path) else path
-        if not os.path.isfile(target):
-            parser.error(f"sweeps: {path!r} is neither an ood_sweep.json nor a directory holding one")
+        try:
+            sweep_file(path)
+        except ValueError as err:
+            parser.error(str(err))
     bad = [item for item in args.relabel if "=" not in item or not item.split("=", 1)[0]]
     if bad:
         parser.error(f"--relabel takes OLD=NEW, got {bad}")

@@ -60,7 +60,7 @@ class ConstrainedMixin:
         args = self.args
         self.num_layers = num_layers
         # β: "auto" → 1/L (the config checked everything it could without L)
-        self.resilience_coef = resolve_resilience(normalise_resilience(args.resilience_coef), num_layers, args.dual_lr)
+        self.resilience_coef = resolve_resilience(normalise_resilience(args.resilience_coef), num_layers)
         active = constrained_layer_mask(getattr(args, "constrained_layers", "all"), num_layers)
         self.duals = DualVariables(
             num_layers, args.descent_alpha, args.dual_lr, args.dual_init, self.resilience_coef, active=active
@@ -195,19 +195,17 @@ class ConstrainedMixin:
         self,
         mode: str,
         layer_losses: torch.Tensor,
+        weight: torch.Tensor | float,
         logged: torch.Tensor | None = None,
-        weight: torch.Tensor | float | None = None,
     ) -> None:
         """Log ``layer_loss/{l}``, ``slack/{l}``, ``constraint_satisfaction`` and ``descent_ratio_mean``. Across ranks
         the layer losses are averaged with ``weight`` (the tokens or examples each rank's means are over: what the
-        dual step weighs them by), or plainly without it. ``logged`` replaces the layer losses in ``layer_loss/{l}``
-        (e.g. the last layer on every token)."""
+        dual step weighs them by). ``logged`` replaces the layer losses in ``layer_loss/{l}`` (e.g. the last layer on
+        every token)."""
         gather = self.accelerator.gather_for_metrics
 
         def across_ranks(values: torch.Tensor) -> torch.Tensor:
             values = values.detach()
-            if weight is None:
-                return gather(values[None]).mean(0)
             w = torch.as_tensor(weight, dtype=values.dtype, device=values.device).reshape(1)
             return gather((values * w)[None]).sum(0) / gather(w).sum().clamp(min=1e-12)
 

@@ -1,18 +1,6 @@
 """Deprecated alias of :mod:`hf_cut.data.reviews`, where this module moved: importing it warns (`FutureWarning`), and
 the alias goes in the release after the one that moved it (the compatibility rule of the README)."""
 
-import warnings
+from .data import _moved_module
 
-from .data import reviews as _moved
-from .data.reviews import *  # noqa: F403
-from .data.reviews import __all__  # noqa: F401
-
-warnings.warn(
-    "`hf_cut.data_reviews` moved to `hf_cut.data.reviews`; import it from there (the old name goes in the next release).",
-    FutureWarning,
-    stacklevel=2,
-)
-
-
-def __getattr__(name: str):
-    return getattr(_moved, name)
+__all__, __getattr__ = _moved_module("data_reviews", "reviews")

@@ -142,7 +142,7 @@ class ConstrainedSFTTrainer(ConstrainedMixin, SFTTrainer):
         num_valid = outputs.num_tokens
         logged = outputs.layer_losses.detach().clone()
         logged[-1] = -outputs.log_probs.detach().sum() / num_valid.clamp(min=1)
-        self._record_layer_metrics(mode, outputs.layer_losses, logged, weight=num_valid)
+        self._record_layer_metrics(mode, outputs.layer_losses, num_valid, logged)
         # TRL's own metrics, from the same pass
         total_valid = gather(num_valid).sum()
         entropy_sum = gather(outputs.entropy.sum()).sum()
@@ -202,7 +202,7 @@ class ConstrainedTrainer(ConstrainedMixin, Trainer):
         loss = outputs.layer_losses[-1]
         if mode == "train":
             loss = loss + self._lagrangian_terms(outputs.layer_losses, 1.0, outputs.num_examples)
-        self._record_layer_metrics(mode, outputs.layer_losses, weight=outputs.num_examples)
+        self._record_layer_metrics(mode, outputs.layer_losses, outputs.num_examples)
         if return_outputs:  # only the logits go to `compute_metrics`
             return loss, SequenceClassifierOutput(loss=loss, logits=outputs.logits)
         return loss

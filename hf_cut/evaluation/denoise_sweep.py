@@ -81,10 +81,12 @@ def denoise_sweep(
 def aggregate_denoise_records(records: Sequence[dict]) -> list[dict]:
     """Mean and sample standard deviation over seeds (0 for one seed) per (model, γ), in first-seen order
     (:func:`~hf_cut.evaluation.sweep.aggregate_records` over the denoiser's scalars), with ``monotone_share``."""
+    monotone: dict[tuple[str, float], list[float]] = {}
+    for r in records:
+        monotone.setdefault((r["model"], r["gamma"]), []).append(float(r["monotone"]))
     rows = aggregate_records(records, SCALARS)
     for row in rows:
-        group = [r for r in records if (r["model"], r["gamma"]) == (row["model"], row["gamma"])]
-        row["monotone_share"] = statistics.fmean(float(r["monotone"]) for r in group)
+        row["monotone_share"] = statistics.fmean(monotone[row["model"], row["gamma"]])
     return rows
 
 

@@ -16,6 +16,7 @@ __all__ = [
     "load_sweep",
     "merge_sweeps",
     "plot_sweep",
+    "sweep_file",
     "sweep_metric",
     "training_seed_summary",
     "training_seed_table",
@@ -57,14 +58,20 @@ def write_sweep(result: SweepResult, output_dir: str) -> dict[str, str]:
     return paths
 
 
+def sweep_file(path: str) -> str:
+    """The sweep file ``path`` names: the file itself, or in a directory its ``ood_sweep.json`` (or the
+    ``denoise_sweep.json`` an earlier release's denoiser sweep wrote); ``ValueError`` naming ``path`` when none is."""
+    if os.path.isfile(path):
+        return path
+    for name in (JSON_NAME, *LEGACY_JSON_NAMES):
+        if os.path.isfile(os.path.join(path, name)):
+            return os.path.join(path, name)
+    raise ValueError(f"sweeps: {path!r} is neither an {JSON_NAME} nor a directory holding one")
+
+
 def load_sweep(path: str) -> SweepResult:
-    """Read ``ood_sweep.json`` (a file or the directory holding it; a directory written by an earlier release's
-    denoiser sweep holds ``denoise_sweep.json`` instead, which is read the same way)."""
-    if os.path.isdir(path):
-        legacy = os.path.join(path, LEGACY_JSON_NAMES[0])
-        path = legacy if not os.path.isfile(os.path.join(path, JSON_NAME)) and os.path.isfile(legacy) else (
-            os.path.join(path, JSON_NAME))  # fmt: skip
-    with open(path, encoding="utf-8") as f:
+    """Read a sweep: ``ood_sweep.json``, or the directory holding it (see :func:`sweep_file`)."""
+    with open(sweep_file(path), encoding="utf-8") as f:
         data = json.load(f)
     return SweepResult(records=data["records"], aggregates=data["aggregates"], config=data.get("config", {}))
 

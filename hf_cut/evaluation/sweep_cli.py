@@ -119,8 +119,9 @@ def _denoising(args: argparse.Namespace) -> None:
     import hf_cut.models.unrolled  # noqa: F401  (registers the unrolled transformer with AutoModel)
 
     from .denoise_sweep import denoise_sweep, rmse_table, write_denoise_sweep
+    from .sweep import sweep_labels
 
-    labels = args.labels or [os.path.basename(os.path.normpath(m)) for m in args.model]
+    labels = sweep_labels(args.model, args.gammas, args.alpha, args.labels)
     data_args = _video_test_set(args)
     test = data_args.load()["test"]
     if args.limit is not None:

@@ -61,13 +61,20 @@ def open_session(model, tokenizer, dataset, batch_size: int, noise=None, **_) ->
     return session
 
 
-def score(session: EvalSession, batch) -> BatchScore:
-    out = session.model(**batch, use_cache=False, layer_readout=LayerReadoutRequest(return_token_log_probs=True))
-    token_nll = -out.layer_token_log_probs.double()
+def _score(session: EvalSession, batch, request: LayerReadoutRequest):
+    """The readout's pass on a batch: its output, and the batch's layer-loss sums, token count and per-example losses
+    (the metric sums left to the caller)."""
+    out = session.model(**batch, use_cache=False, layer_readout=request)
     per_example, _ = per_example_layer_losses(
         out.layer_token_log_probs, out.token_positions, batch["input_ids"].shape[0]
     )
-    return BatchScore(token_nll.sum(1), out.num_tokens.item(), per_example.cpu(), {"correct": out.is_top1.sum().item()})
+    return out, BatchScore(-out.layer_token_log_probs.double().sum(1), out.num_tokens.item(), per_example.cpu())
+
+
+def score(session: EvalSession, batch) -> BatchScore:
+    out, scored = _score(session, batch, LayerReadoutRequest(return_token_log_probs=True))
+    scored.metric_sums["correct"] = out.is_top1.sum().item()
+    return scored
 
 
 def finish(session: EvalSession, layer_losses: list[float], count: float, sums: dict[str, float]) -> dict:
@@ -79,17 +86,13 @@ def finish(session: EvalSession, layer_losses: list[float], count: float, sums: 
 
 def score_every_layer(session: EvalSession, batch) -> BatchScore:
     """:func:`score`, plus the top-1 hits of every layer's readout (``metric_sums["layer_correct"]``, ``[L + 1]``)."""
-    model = session.model
     request = LayerReadoutRequest(
-        grad_layers=[False] * num_layers(model), return_token_log_probs=True, return_layer_top1=True
+        grad_layers=[False] * num_layers(session.model), return_token_log_probs=True, return_layer_top1=True
     )
-    out = model(**batch, use_cache=False, layer_readout=request)
-    per_example, _ = per_example_layer_losses(
-        out.layer_token_log_probs, out.token_positions, batch["input_ids"].shape[0]
-    )
+    out, scored = _score(session, batch, request)
     hits = out.layer_is_top1.double().sum(1)
-    return BatchScore(-out.layer_token_log_probs.double().sum(1), out.num_tokens.item(), per_example.cpu(),
-                      {"correct": hits[-1].item(), "layer_correct": hits})  # fmt: skip
+    scored.metric_sums.update(correct=hits[-1].item(), layer_correct=hits)
+    return scored
 
 
 def finish_every_layer(session: EvalSession, layer_losses: list[float], count: float, sums: dict) -> dict:
