@@ -25,8 +25,15 @@ TASK_DEFAULTS = {
 SHORT_NAMES = {"causal_lm": ("smollm2",), "classification": (), "denoising": ()}  # resolved by hf-cut itself
 TEXT_FLAGS = {"dataset": ("causal_lm", "classification"), "dataset_config": ("classification",),
               "split": ("classification",), "max_length": ("classification",)}  # fmt: skip
-VIDEO_FLAGS = ("dataset_name", "data_dir", "train_subdir", "test_subdir", "frame_size", "num_frames", "noise_std",
-               "dataset_seed", "num_test_examples", "clip_stride", "frame_step", "max_clips_per_video")  # fmt: skip
+# the denoiser's test clips: (flag, type, help) of the fields of hf_cut.data.video.VideoDataArguments they override
+VIDEO_ARGS = (
+    ("dataset_name", str, "digits, shapes, ucsd, avenue, shanghaitech or folder"),
+    ("data_dir", str, None), ("train_subdir", str, None), ("test_subdir", str, None), ("frame_size", int, None),
+    ("num_frames", int, None), ("noise_std", float, "std of the data's own corruption (γ = 0)"),
+    ("dataset_seed", int, None), ("num_test_examples", int, None), ("clip_stride", int, None), ("frame_step", int, None),
+    ("max_clips_per_video", int, None),
+)  # fmt: skip
+VIDEO_FLAGS = tuple(name for name, _, _ in VIDEO_ARGS)
 
 
 def make_parser(task: str | None = None, description: str | None = None) -> argparse.ArgumentParser:
@@ -52,18 +59,8 @@ def make_parser(task: str | None = None, description: str | None = None) -> argp
     text.add_argument("--split", default=None, help="classification: test (default), validation_matched …")
     text.add_argument("--max_length", type=int, default=None, help="classification: truncate the texts to N tokens")
     video = parser.add_argument_group("test clips of the denoising task (default: the first model's training data)")
-    video.add_argument("--dataset_name", default=None, help="digits, shapes, ucsd, avenue, shanghaitech or folder")
-    video.add_argument("--data_dir", default=None)
-    video.add_argument("--train_subdir", default=None)
-    video.add_argument("--test_subdir", default=None)
-    video.add_argument("--frame_size", type=int, default=None)
-    video.add_argument("--num_frames", type=int, default=None)
-    video.add_argument("--noise_std", type=float, default=None, help="std of the data's own corruption (γ = 0)")
-    video.add_argument("--dataset_seed", type=int, default=None)
-    video.add_argument("--num_test_examples", type=int, default=None)
-    video.add_argument("--clip_stride", type=int, default=None)
-    video.add_argument("--frame_step", type=int, default=None)
-    video.add_argument("--max_clips_per_video", type=int, default=None)
+    for name, kind, help_text in VIDEO_ARGS:
+        video.add_argument(f"--{name}", type=kind, default=None, help=help_text)
     return parser
 
 
