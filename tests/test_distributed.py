@@ -79,6 +79,56 @@ def test_two_ranks_resume_with_their_duals(tmp_path):
         assert torch.allclose(a["weights"], b["weights"], atol=1e-6)
 
 
+@pytest.fixture(scope="module")
+def one_process(tmp_path_factory):
+    """The reference: one process, the global batch of 4, 4 steps."""
+    out = tmp_path_factory.mktemp("one")
+    _check(_run([sys.executable, str(SCRIPT), str(out), "4"], out))
+    return torch.load(out / "rank0.pt", weights_only=True)
+
+
+def _need_deepspeed():
+    try:
+        import deepspeed  # noqa: F401
+    except ImportError:
+        if os.environ.get("HF_CUT_REQUIRE_REAL_ASSETS") == "1":  # CI installs it (the `dev` extra)
+            pytest.fail("deepspeed is not installed but HF_CUT_REQUIRE_REAL_ASSETS=1 (bash scripts/install.sh)")
+        pytest.skip("deepspeed is not installed (bash scripts/install.sh)")
+
+
+@pytest.mark.parametrize("engine", ["zero3", "fsdp2"])
+def test_trainer_under_a_sharded_engine_matches_one_process(tmp_path, one_process, engine):
+    """The Trainer under DeepSpeed ZeRO-3 and under FSDP2, 2 ranks of 2 examples against one process of 4: each rank
+    holds about half of every parameter (the LM head included); duals, weights and logged layer losses match one
+    process; the checkpoint at step 2 holds the duals and a run resumed there ends where the uninterrupted one does."""
+    if engine == "zero3":
+        _need_deepspeed()
+    full, resumed = tmp_path / "full", tmp_path / "resumed"
+    full.mkdir(), resumed.mkdir()
+    _torchrun([str(full), "2", "--engine", engine, "--save_steps", "2"], tmp_path)
+    rank0 = torch.load(full / "rank0.pt", weights_only=True)
+    rank1 = torch.load(full / "rank1.pt", weights_only=True)
+    total = one_process["weights"].numel()
+    assert one_process["local_numel"] == total
+    for result in (rank0, rank1):  # sharded, not replicated: ~half each (FSDP2 pads uneven dimensions)
+        assert result["local_numel"] <= 0.6 * total
+    assert torch.equal(rank0["duals"], rank1["duals"]) and torch.equal(rank0["weights"], rank1["weights"])
+    assert torch.all(one_process["duals"] > 0)
+    assert torch.allclose(rank0["duals"], one_process["duals"], atol=1e-5)
+    assert torch.allclose(rank0["weights"], one_process["weights"], atol=1e-5)
+    assert torch.allclose(rank0["logged_layer_losses"], one_process["logged_layer_losses"], atol=1e-5)
+
+    checkpoint = full / "out" / "checkpoint-2"
+    saved = torch.load(checkpoint / "dual_variables.pt", weights_only=True)
+    assert torch.all(saved["multipliers"] > 0) and not torch.allclose(saved["multipliers"].float(), rank0["duals"])
+    _torchrun([str(resumed), "2", "--engine", engine, "--resume", str(checkpoint)], tmp_path)
+    for rank in (0, 1):
+        a = torch.load(full / f"rank{rank}.pt", weights_only=True)
+        b = torch.load(resumed / f"rank{rank}.pt", weights_only=True)
+        assert torch.allclose(a["duals"], b["duals"], atol=1e-6)
+        assert torch.allclose(a["weights"], b["weights"], atol=1e-6)
+
+
 def test_two_ranks_agree_when_one_rank_sees_a_nan(tmp_path):
     """Rank 0's micro-batch of the last step is poisoned (NaN from decoder layer 1 on; the last, since its NaN
     gradient reaches every rank's weights): it is left out, rank 1's counts, and both ranks take the same dual steps —

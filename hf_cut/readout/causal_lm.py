@@ -23,7 +23,6 @@ import torch
 from torch import nn
 from transformers.utils import ModelOutput
 from trl.kernels import ChunkedLogProbFunction
-from trl.trainer.utils import maybe_gather_lm_head_ctx
 
 from . import num_layers
 
@@ -351,9 +350,12 @@ def _chunked_log_probs(
     weight, bias = head.weight, head.bias
     if hasattr(weight, "full_tensor"):  # FSDP2 DTensor: gather the head once for every tile
         weight, bias = _gather_sharded(weight), (_gather_sharded(bias) if bias is not None else None)
-    with maybe_gather_lm_head_ctx(weight, bias):  # ZeRO-3: the head is read directly, not through its module
-        vocab_chunk = min(_VOCAB_CHUNK, weight.shape[0])
-        logp, entropy, _, _, is_top1 = ChunkedLogProbFunction.apply(
-            hidden, weight, bias, targets, 1.0, vocab_chunk, softcap, logit_scale, outputs
-        )
+    # ZeRO-3 needs no explicit gather here (unlike TRL's fused loss, which reads the head in `compute_loss`): the
+    # readout runs inside the model's forward, where DeepSpeed gathers a partitioned parameter on first read and
+    # registers it as an external parameter of the running module, to be fetched again for the backward
+    # (tests/test_distributed.py::test_trainer_under_a_sharded_engine_matches_one_process[zero3])
+    vocab_chunk = min(_VOCAB_CHUNK, weight.shape[0])
+    logp, entropy, _, _, is_top1 = ChunkedLogProbFunction.apply(
+        hidden, weight, bias, targets, 1.0, vocab_chunk, softcap, logit_scale, outputs
+    )
     return logp, entropy, is_top1

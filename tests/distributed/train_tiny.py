@@ -2,12 +2,13 @@
 
     torchrun --nproc_per_node 2 tests/distributed/train_tiny.py OUT_DIR PER_DEVICE_BATCH [--save_steps N]
         [--resume CHECKPOINT] [--poison_rank R --poison_call N] [--max_steps N] [--layer_loss_interval K]
-        [--step_sleep SECONDS] [--resilience_coef none|auto|β]
+        [--step_sleep SECONDS] [--resilience_coef none|auto|β] [--engine ddp|zero3|fsdp2]
 
 With --poison_rank, rank R turns decoder layer 1's output into NaN on its N-th training forward; every rank then
 also saves the layer losses it handed to the dual variables (`seen`).
 
-(accelerate enables FSDP and DeepSpeed only on accelerators: on CPU, data parallel over gloo is what runs.)
+``--engine`` picks the data-parallel engine: plain DDP (accelerate's CPU default), DeepSpeed ZeRO-3 or FSDP2 (made to
+run on CPU by ``tests/distributed/engines.py``). The saved weights are the full parameters on every rank.
 """
 
 import argparse
@@ -23,11 +24,12 @@ from tokenizers import Tokenizer, models, pre_tokenizers, trainers  # noqa: E402
 from transformers import PreTrainedTokenizerFast  # noqa: E402
 
 from tests.conftest import WORDS, make_rows, tiny_causal_lm, train_args  # noqa: E402
+from tests.distributed.engines import engine_options  # noqa: E402
 
 
 def main(out_dir: str, per_device_batch: int, save_steps: int | None, resume: str | None,
          poison_rank: int | None = None, poison_call: int = 1, max_steps: int = 4, layer_loss_interval: int = 1,
-         step_sleep: float = 0.0, resilience_coef: str = "none") -> None:  # fmt: skip
+         step_sleep: float = 0.0, resilience_coef: str = "none", engine: str = "ddp") -> None:  # fmt: skip
     from pathlib import Path
 
     from hf_cut import ConstrainedSFTTrainer
@@ -42,6 +44,7 @@ def main(out_dir: str, per_device_batch: int, save_steps: int | None, resume: st
                    layer_loss_interval=layer_loss_interval, resilience_coef=resilience_coef)  # fmt: skip
     if save_steps:
         options.update(save_strategy="steps", save_steps=save_steps)
+    options.update(engine_options(engine))
     args = train_args(Path(out_dir), **options)
     trainer = ConstrainedSFTTrainer(
         model=model, args=args, train_dataset=Dataset.from_list(make_rows()), processing_class=tokenizer
@@ -71,12 +74,39 @@ def main(out_dir: str, per_device_batch: int, save_steps: int | None, resume: st
 
         trainer.add_callback(Sleep())
     trainer.train(resume_from_checkpoint=resume)
-    weights = torch.cat([p.detach().flatten() for p in trainer.model.parameters()])
+    weights = full_weights(trainer, engine)
     logged = [[h[f"layer_loss/{l}"] for l in range(trainer.num_layers + 1)] for h in trainer.state.log_history
               if "layer_loss/0" in h]  # fmt: skip
-    result = {"duals": trainer.dual_variables, "weights": weights, "seen": seen,
+    local = sum(local_numel(p, engine) for p in trainer.model.parameters())
+    result = {"duals": trainer.dual_variables, "weights": weights, "seen": seen, "local_numel": local,
               "skipped": trainer.duals.skipped_nonfinite, "logged_layer_losses": torch.tensor(logged)}  # fmt: skip
     torch.save(result, os.path.join(out_dir, f"rank{rank}.pt"))
+    # destroy the process group before the interpreter exits, as the recipes do (`finish_run`): left to interpreter
+    # teardown, gloo's worker threads may still hold work whose tensors need the GIL, and the process aborts
+    # ("terminate called without an active exception", SIGABRT) after a run that succeeded
+    trainer.end()
+
+
+def full_weights(trainer, engine: str) -> torch.Tensor:
+    """Every parameter, whole, in the model's order (gathered from the shards under ZeRO-3 and FSDP2)."""
+    params = list(trainer.model.parameters())
+    if engine == "zero3":
+        import deepspeed
+
+        with deepspeed.zero.GatheredParameters(params):
+            return torch.cat([p.detach().flatten().clone() for p in params])
+    if engine == "fsdp2":
+        return torch.cat([p.detach().full_tensor().flatten() for p in params])
+    return torch.cat([p.detach().flatten() for p in params])
+
+
+def local_numel(param: torch.Tensor, engine: str) -> int:
+    """How many of the parameter's elements this rank holds (its shard under ZeRO-3 and FSDP2)."""
+    if engine == "zero3":
+        return param.ds_tensor.numel()
+    if engine == "fsdp2":
+        return param.to_local().numel()
+    return param.numel()
 
 
 if __name__ == "__main__":
@@ -91,6 +121,7 @@ if __name__ == "__main__":
     parser.add_argument("--layer_loss_interval", type=int, default=1)
     parser.add_argument("--step_sleep", type=float, default=0.0)
     parser.add_argument("--resilience_coef", default="none")
+    parser.add_argument("--engine", default="ddp")
     cli = parser.parse_args()
     main(cli.out_dir, cli.per_device_batch, cli.save_steps, cli.resume, cli.poison_rank, cli.poison_call,
-         cli.max_steps, cli.layer_loss_interval, cli.step_sleep, cli.resilience_coef)  # fmt: skip
+         cli.max_steps, cli.layer_loss_interval, cli.step_sleep, cli.resilience_coef, cli.engine)  # fmt: skip
