@@ -113,11 +113,17 @@ def parse_checked(parser, argv: Sequence[str] | None, check) -> object:
 
 
 def parse_recipe_args(parser, argv: Sequence[str], default_config: str, check=None) -> tuple:
-    """A recipe's ``TrlParser.parse_args_and_config`` (``--config default_config`` when ``argv`` is empty), then
-    ``check(*dataclasses)``; a ``ValueError`` from either (a config field out of range, a missing model) becomes the
-    parser's usage error before anything is loaded."""
+    """A recipe's ``TrlParser.parse_args_and_config``, then ``check(*dataclasses)``; a ``ValueError`` from either (a
+    config field out of range, a missing model) becomes the parser's usage error before anything is loaded.
+
+    Without ``--config`` the recipe's own YAML (``default_config``) is read and the flags given override it, as they
+    override any ``--config``: ``recipe.py --output_dir X`` is the documented setup written to X, not the dataclasses'
+    bare defaults."""
+    argv = list(argv)
+    if not any(a == "--config" or a.startswith("--config=") for a in argv):
+        argv = ["--config", default_config, *argv]
     try:
-        parsed = parser.parse_args_and_config(list(argv) or ["--config", default_config])
+        parsed = parser.parse_args_and_config(argv)
         if check is not None:
             check(*parsed)
     except ValueError as err:

@@ -4,8 +4,8 @@ Supervised fine-tuning of a Llama under the layerwise descent constraints of P-C
 Trains with `hf_cut.ConstrainedSFTTrainer`, evaluates on the held-out split, and writes to `output_dir` the model,
 `layer_losses.json` (held-out ℓ_0 … ℓ_L, dual variables, constraint satisfaction, token accuracy) and
 `layer_losses.png`; the per-layer loss table is printed. Without `model_name_or_path` it builds a small random-init
-Llama and a BPE tokenizer trained on the built-in offline instruction data. With no arguments at all it reads
-`recipes/llama_sft.yaml` (next to this file); any flag overrides the YAML given with `--config`.
+Llama and a BPE tokenizer trained on the built-in offline instruction data. Without `--config` it reads
+`recipes/llama_sft.yaml` (next to this file); any flag overrides the YAML, this one or the one given with `--config`.
 
 # Built-in default: tiny Llama on the offline data, 2-core CPU, about a minute
 ```bash

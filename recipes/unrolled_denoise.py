@@ -7,8 +7,8 @@ Trains `hf_cut.models.unrolled.UnrolledTransformerModel` with `hf_cut.Constraine
 (extra Gaussian noise of std γ·σ_x on the input frames). Writes to `output_dir`: the model, `layer_losses.json`
 (held-out ℓ_0 … ℓ_L, RMSE, dual variables, per-example constraint satisfaction, data settings), `layer_losses.png`,
 the γ sweep as every task writes it (`ood_sweep.json`, `ood_sweep.csv`, `metric_vs_gamma.png` with RMSE against γ,
-`loss_vs_layer.png`). With no arguments it reads
-`recipes/unrolled_denoise.yaml` (next to this file); any flag overrides the YAML given with `--config`.
+`loss_vs_layer.png`). Without `--config` it reads
+`recipes/unrolled_denoise.yaml` (next to this file); any flag overrides the YAML, this one or the one given with `--config`.
 
 # Built-in default: moving digits, 10 layers, 2-core CPU, one to two minutes
 ```bash

@@ -100,6 +100,27 @@ def test_recipes_reject_bad_arguments(script, extra, message, tmp_path, capsys, 
     assert re.search(message, err), err
 
 
+@pytest.mark.parametrize("script", ["llama_sft", "roberta_cls", "unrolled_denoise"])
+def test_recipe_flags_without_config_override_the_recipes_yaml(script, tmp_path):
+    """`recipe.py --output_dir X --seed 3` reads the recipe's YAML and overrides two fields (an earlier release
+    dropped the YAML as soon as any flag was given, silently training with the dataclasses' defaults)."""
+    import yaml
+
+    from hf_cut.validation import parse_recipe_args
+
+    recipe = load_script(ROOT / "recipes" / f"{script}.py", f"{script}_recipe")
+    config = yaml.safe_load(Path(recipe.DEFAULT_CONFIG).read_text())
+    parsed = parse_recipe_args(recipe.make_parser(), ["--output_dir", str(tmp_path), "--seed", "3"],
+                               recipe.DEFAULT_CONFIG)  # fmt: skip
+    training_args = parsed[1]
+    assert training_args.output_dir == str(tmp_path) and training_args.seed == 3
+    for key in ("max_steps", "learning_rate", "per_device_train_batch_size", "descent_alpha"):
+        if key in config:
+            assert getattr(training_args, key) == pytest.approx(float(config[key])), key
+    if "resilience_coef" in config:
+        assert training_args.resilience_coef == config["resilience_coef"]
+
+
 # --- Datasets: missing columns, labels that do not fit ---
 
 
