@@ -115,3 +115,12 @@ def tiny_trainer(tmp_path, tokenizer, dataset, arch="llama", model=None, **overr
         )
     args = train_args(tmp_path, **overrides)
     return ConstrainedSFTTrainer(model=model, args=args, train_dataset=dataset, processing_class=tokenizer)
+
+
+def need_installed(present: bool, what: str) -> None:
+    """Skip a test whose optional package is missing; fail instead where CI installed it (HF_CUT_REQUIRE_REAL_ASSETS=1,
+    set by .ci/run after scripts/install.sh)."""
+    if not present:
+        if os.environ.get("HF_CUT_REQUIRE_REAL_ASSETS") == "1":
+            pytest.fail(f"{what} is not installed but HF_CUT_REQUIRE_REAL_ASSETS=1 (bash scripts/install.sh)")
+        pytest.skip(f"{what} is not installed (bash scripts/install.sh)")

@@ -1,5 +1,6 @@
 """Two data-parallel CPU processes (gloo, torchrun) against one process over the same global batch."""
 
+import importlib.util
 import os
 import socket
 import subprocess
@@ -8,6 +9,8 @@ from pathlib import Path
 
 import pytest
 import torch
+
+from tests.conftest import need_installed
 
 SCRIPT = Path(__file__).parent / "distributed" / "train_tiny.py"
 
@@ -72,6 +75,10 @@ def test_two_ranks_resume_with_their_duals(tmp_path):
     saved = torch.load(checkpoint / "dual_variables.pt", weights_only=True)
     assert torch.all(saved["multipliers"] > 0)
     _torchrun([str(resumed), "2", "--resume", str(checkpoint), *resilient], tmp_path)
+    _assert_resumed_ends_where_uninterrupted_did(full, resumed)
+
+
+def _assert_resumed_ends_where_uninterrupted_did(full, resumed) -> None:
     for rank in (0, 1):
         a = torch.load(full / f"rank{rank}.pt", weights_only=True)
         b = torch.load(resumed / f"rank{rank}.pt", weights_only=True)
@@ -87,22 +94,13 @@ def one_process(tmp_path_factory):
     return torch.load(out / "rank0.pt", weights_only=True)
 
 
-def _need_deepspeed():
-    try:
-        import deepspeed  # noqa: F401
-    except ImportError:
-        if os.environ.get("HF_CUT_REQUIRE_REAL_ASSETS") == "1":  # CI installs it (the `dev` extra)
-            pytest.fail("deepspeed is not installed but HF_CUT_REQUIRE_REAL_ASSETS=1 (bash scripts/install.sh)")
-        pytest.skip("deepspeed is not installed (bash scripts/install.sh)")
-
-
 @pytest.mark.parametrize("engine", ["zero3", "fsdp2"])
 def test_trainer_under_a_sharded_engine_matches_one_process(tmp_path, one_process, engine):
     """The Trainer under DeepSpeed ZeRO-3 and under FSDP2, 2 ranks of 2 examples against one process of 4: each rank
     holds about half of every parameter (the LM head included); duals, weights and logged layer losses match one
     process; the checkpoint at step 2 holds the duals and a run resumed there ends where the uninterrupted one does."""
     if engine == "zero3":
-        _need_deepspeed()
+        need_installed(importlib.util.find_spec("deepspeed") is not None, "deepspeed")  # the `dev` extra
     full, resumed = tmp_path / "full", tmp_path / "resumed"
     full.mkdir(), resumed.mkdir()
     _torchrun([str(full), "2", "--engine", engine, "--save_steps", "2"], tmp_path)
@@ -122,11 +120,7 @@ def test_trainer_under_a_sharded_engine_matches_one_process(tmp_path, one_proces
     saved = torch.load(checkpoint / "dual_variables.pt", weights_only=True)
     assert torch.all(saved["multipliers"] > 0) and not torch.allclose(saved["multipliers"].float(), rank0["duals"])
     _torchrun([str(resumed), "2", "--engine", engine, "--resume", str(checkpoint)], tmp_path)
-    for rank in (0, 1):
-        a = torch.load(full / f"rank{rank}.pt", weights_only=True)
-        b = torch.load(resumed / f"rank{rank}.pt", weights_only=True)
-        assert torch.allclose(a["duals"], b["duals"], atol=1e-6)
-        assert torch.allclose(a["weights"], b["weights"], atol=1e-6)
+    _assert_resumed_ends_where_uninterrupted_did(full, resumed)
 
 
 def test_two_ranks_agree_when_one_rank_sees_a_nan(tmp_path):

