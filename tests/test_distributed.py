@@ -45,16 +45,34 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
+@pytest.fixture(scope="module")
+def one_process_runs(tmp_path_factory):
+    """The references: one process, the global batch of 4, 4 steps, run once per resilience setting and module."""
+    runs: dict[str, dict] = {}
+
+    def run(resilience: str = "none") -> dict:
+        if resilience not in runs:
+            out = tmp_path_factory.mktemp("one")
+            _check(_run([sys.executable, str(SCRIPT), str(out), "4", "--resilience_coef", resilience], out))
+            runs[resilience] = torch.load(out / "rank0.pt", weights_only=True)
+        return runs[resilience]
+
+    return run
+
+
+@pytest.fixture(scope="module")
+def one_process(one_process_runs):
+    """The reference with hard constraints (the script's default)."""
+    return one_process_runs("none")
+
+
 @pytest.mark.parametrize("resilience", ["none", "auto"], ids=["hard", "resilient-implicit"])
-def test_two_ranks_match_one_process(tmp_path, resilience):
+def test_two_ranks_match_one_process(tmp_path, one_process_runs, resilience):
     """Hard constraints, and the implicit resilient step with η_d 0.5 > β = 1/3 (refused by an earlier release)."""
-    one, two = tmp_path / "one", tmp_path / "two"
-    one.mkdir(), two.mkdir()
-    _check(_run([sys.executable, str(SCRIPT), str(one), "4", "--resilience_coef", resilience], tmp_path))
-    _torchrun([str(two), "2", "--resilience_coef", resilience], tmp_path)
-    single = torch.load(one / "rank0.pt", weights_only=True)
-    rank0 = torch.load(two / "rank0.pt", weights_only=True)
-    rank1 = torch.load(two / "rank1.pt", weights_only=True)
+    _torchrun([str(tmp_path), "2", "--resilience_coef", resilience], tmp_path)
+    single = one_process_runs(resilience)
+    rank0 = torch.load(tmp_path / "rank0.pt", weights_only=True)
+    rank1 = torch.load(tmp_path / "rank1.pt", weights_only=True)
     assert torch.all(single["duals"] > 0)
     assert torch.equal(rank0["duals"], rank1["duals"])  # every rank holds the same λ
     assert torch.equal(rank0["weights"], rank1["weights"])
@@ -84,14 +102,6 @@ def _assert_resumed_ends_where_uninterrupted_did(full, resumed) -> None:
         b = torch.load(resumed / f"rank{rank}.pt", weights_only=True)
         assert torch.allclose(a["duals"], b["duals"], atol=1e-6)
         assert torch.allclose(a["weights"], b["weights"], atol=1e-6)
-
-
-@pytest.fixture(scope="module")
-def one_process(tmp_path_factory):
-    """The reference: one process, the global batch of 4, 4 steps."""
-    out = tmp_path_factory.mktemp("one")
-    _check(_run([sys.executable, str(SCRIPT), str(out), "4"], out))
-    return torch.load(out / "rank0.pt", weights_only=True)
 
 
 @pytest.mark.parametrize("engine", ["zero3", "fsdp2"])
