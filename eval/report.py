@@ -6,6 +6,8 @@ baseline, the share of satisfied constraints and the mean descent ratio.
 python eval/report.py outputs/ood_sweep --baseline ERM
 # mean ± std over training seeds (each saved model averaged over its noise seeds first), one column per model
 python eval/report.py docs/smollm2 --by_training_seed --metric token_accuracy
+# one row per setting (label) and one column per γ: studies of many settings
+python eval/report.py docs/smollm2/noise_training --by_training_seed --rows models
 ```
 """
 
@@ -17,7 +19,8 @@ def main(args: argparse.Namespace) -> None:
 
     result = load_sweep(args.sweep)
     if args.by_training_seed:
-        print(training_seed_table(result, metric=args.metric, percent=args.metric in ("token_accuracy", "accuracy")))
+        percent = args.metric in ("token_accuracy", "accuracy")
+        print(training_seed_table(result, metric=args.metric, percent=percent, rows=args.rows))
     else:
         print(comparison_table(result, baseline=args.baseline, metric=args.metric))
 
@@ -35,6 +38,10 @@ def make_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--by_training_seed", action="store_true", help="mean ± std over training seeds, one column per model label"
     )
+    parser.add_argument(
+        "--rows", default="gamma", choices=["gamma", "models"],
+        help="with --by_training_seed: one row per γ (default) or one row per model label (many settings)",
+    )  # fmt: skip
     return parser
 
 

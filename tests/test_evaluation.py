@@ -161,6 +161,11 @@ def test_training_seed_table_averages_noise_seeds_first():
     assert summary["B"][1.0]["token_accuracy_std"] == 0.0
     table = training_seed_table(SweepResult(records=records))
     assert "| 0 | 70.0 ± 14.1% | 30.0 ± 0.0% |" in table and "| 1 |  | 10.0 ± 0.0% |" in table
+    by_model = training_seed_table(SweepResult(records=records), rows="models").splitlines()
+    assert by_model[0] == "| setting | seeds | γ = 0 | γ = 1 |"
+    assert by_model[2:] == ["| A | 2 | 70.0 ± 14.1% |  |", "| B | 1 | 30.0 ± 0.0% | 10.0 ± 0.0% |"]
+    with pytest.raises(ValueError, match="rows"):
+        training_seed_table(SweepResult(records=records), rows="labels")
 
 
 def test_unknown_task_is_refused_with_the_names():

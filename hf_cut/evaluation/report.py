@@ -209,24 +209,36 @@ def training_seed_summary(
     return summary
 
 
-def training_seed_table(result: SweepResult, metric: str = "token_accuracy", percent: bool = True) -> str:
-    """Markdown table, one row per γ and one column per model label: ``metric`` as mean ± std over training seeds
-    (noise seeds averaged first; see :func:`training_seed_summary`), in % when ``percent``."""
+def training_seed_table(
+    result: SweepResult, metric: str = "token_accuracy", percent: bool = True, rows: str = "gamma"
+) -> str:
+    """Markdown table of ``metric`` as mean ± std over training seeds (noise seeds averaged first; see
+    :func:`training_seed_summary`), in % when ``percent``: one row per γ and one column per model label
+    (``rows="gamma"``), or one row per label, with its number of training seeds, and one column per γ
+    (``rows="models"``, for studies of many settings)."""
+    if rows not in ("gamma", "models"):
+        raise ValueError(f"rows must be 'gamma' or 'models', got {rows!r}")
     summary = training_seed_summary(result)
     labels = list(summary)
-    gammas = sorted({g for rows in summary.values() for g in rows})
+    gammas = sorted({g for by_gamma in summary.values() for g in by_gamma})
     scale, unit, digits = (100.0, "%", 1) if percent else (1.0, "", 3)
-    lines = ["| γ | " + " | ".join(f"{label} (n={max(r['num_models'] for r in summary[label].values())})"
-                                   for label in labels) + " |",  # fmt: skip
-             "| --- |" + " --- |" * len(labels)]
-    for gamma in gammas:
-        cells = []
-        for label in labels:
-            row = summary[label].get(gamma)
-            if row is None or f"{metric}_mean" not in row:
-                cells.append("")
-                continue
-            mean, std = scale * row[f"{metric}_mean"], scale * row[f"{metric}_std"]
-            cells.append(f"{mean:.{digits}f} ± {std:.{digits}f}{unit}")
-        lines.append(f"| {gamma:g} | " + " | ".join(cells) + " |")
+
+    def cell(label: str, gamma: float) -> str:
+        row = summary[label].get(gamma)
+        if row is None or f"{metric}_mean" not in row:
+            return ""
+        return f"{scale * row[f'{metric}_mean']:.{digits}f} ± {scale * row[f'{metric}_std']:.{digits}f}{unit}"
+
+    def seeds(label: str) -> int:
+        return max(r["num_models"] for r in summary[label].values())
+
+    if rows == "models":
+        lines = ["| setting | seeds | " + " | ".join(f"γ = {g:g}" for g in gammas) + " |",
+                 "| --- | --- |" + " --- |" * len(gammas)]  # fmt: skip
+        lines += [f"| {label} | {seeds(label)} | " + " | ".join(cell(label, g) for g in gammas) + " |"
+                  for label in sorted(labels)]  # fmt: skip
+        return "\n".join(lines)
+    lines = ["| γ | " + " | ".join(f"{label} (n={seeds(label)})" for label in labels) + " |",
+             "| --- |" + " --- |" * len(labels)]  # fmt: skip
+    lines += [f"| {g:g} | " + " | ".join(cell(label, g) for label in labels) + " |" for g in gammas]
     return "\n".join(lines)
