@@ -62,7 +62,7 @@ if [[ $STAGES == *report* ]]; then
   # the γ_train = 0 models of the first study (docs/smollm2: 3 training seeds, γ ≤ 2) join under their γ_train
   python eval/merge_sweeps.py docs/smollm2 "$OUT"/sweeps/* --output_dir "$DOCS" \
     --relabel "ERM=ERM γ=0" "deep supervision=deep supervision γ=0" "constrained=constrained γ=0"
-  python eval/report.py "$DOCS" --by_training_seed | tee "$DOCS/table.md"
+  python eval/report.py "$DOCS" --by_training_seed --rows models | tee "$DOCS/table.md"
   python eval/frontier.py "$DOCS" --output_dir "$(dirname "$DOCS")" \
     --title "SmolLM2-135M-Instruct: token accuracy at γ = 0 against under noise (mean ± std over training seeds)"
   runs=(); for dir in "$OUT"/*_s[0-9]; do [ -f "$dir/layer_losses.json" ] && runs+=("$dir"); done
