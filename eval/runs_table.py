@@ -5,6 +5,8 @@ layer losses are, constraint satisfaction, the final duals, the training time â€
 ```bash
 python eval/runs_table.py outputs/smollm2/{erm,hard,cut}_s0 --labels ERM "hard (paper)" constrained \
     --output docs/smollm2/runs.json
+# add two runs to a committed table, keeping its other rows
+python eval/runs_table.py outputs/new_s0 outputs/new_s1 --merge docs/x/runs.json --output docs/x/runs.json
 ```
 """
 
@@ -50,13 +52,17 @@ def table(rows: list[dict], labels: list[str]) -> str:
 
 def main(args: argparse.Namespace) -> list[dict]:
     labels = args.labels or [os.path.basename(os.path.normpath(d)) for d in args.run_dirs]
-    rows = [summarise(d) for d in args.run_dirs]
-    print(table(rows, labels))
+    rows = {label: summarise(d) for label, d in zip(labels, args.run_dirs)}
+    if args.merge and os.path.isfile(args.merge):  # earlier rows first; a run summarised again replaces its row
+        with open(args.merge, encoding="utf-8") as f:
+            earlier = {row.pop("label"): row for row in json.load(f)}
+        rows = {**earlier, **rows}
+    print(table(list(rows.values()), list(rows)))
     if args.output:
         with open(args.output, "w", encoding="utf-8") as f:
-            json.dump([{"label": label, **row} for label, row in zip(labels, rows)], f, indent=2)
+            json.dump([{"label": label, **row} for label, row in rows.items()], f, indent=2)
         print(f"Written: {args.output}")
-    return rows
+    return list(rows.values())
 
 
 def check_args(args: argparse.Namespace) -> None:
@@ -72,6 +78,9 @@ def make_parser() -> argparse.ArgumentParser:
     parser.add_argument("run_dirs", nargs="+", metavar="RUN_DIR", help="recipe output directories")
     parser.add_argument("--labels", nargs="+", default=None, help="one label per RUN_DIR")
     parser.add_argument("--output", default=None, help="write the rows as JSON here")
+    parser.add_argument("--merge", default=None, metavar="JSON",
+                        help="keep the rows of this earlier --output whose label is not among RUN_DIR's (a study "
+                             "resumed on a machine that no longer holds its earlier runs); absent file: ignored")
     return parser
 
 

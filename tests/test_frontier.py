@@ -108,5 +108,12 @@ def test_merge_sweeps_relabels_filters_and_reaggregates(tmp_path):
     assert {r["model"] for r in merged["records"]} == {"ERM γ=0"} and len(merged["records"]) == 4
     at_one = next(a for a in merged["aggregates"] if a["gamma"] == 1.0)
     assert at_one["token_accuracy_mean"] == pytest.approx(0.5) and at_one["num_records"] == 2  # (0.4 + 0.6) / 2
+    # merged again with one of its sources (a results file extended by new sweeps): each measurement once
+    cli.main(cli.parse_args([str(tmp_path / "out"), str(tmp_path / "b"), "--relabel", "ERM=ERM γ=0",
+                             "--output_dir", str(tmp_path / "again")]))  # fmt: skip
+    again = json.loads((tmp_path / "again" / "ood_sweep.json").read_text())
+    assert len(again["records"]) == 5  # a and b at γ = 0 and 1 (out and b hold b's twice), b at γ = 3 (from b)
+    at_one = next(a for a in again["aggregates"] if a["gamma"] == 1.0)
+    assert at_one["num_records"] == 2 and at_one["token_accuracy_mean"] == pytest.approx(0.5)
     with pytest.raises(SystemExit):
         cli.parse_args([str(tmp_path / "a"), "--relabel", "no-equals", "--output_dir", str(tmp_path)])

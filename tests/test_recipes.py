@@ -210,6 +210,17 @@ def test_runs_table_by_hand(tmp_path, capsys):
     (row,) = cli.main(cli.parse_args([str(run), "--labels", "x", "--output", str(tmp_path / "rows.json")]))
     assert (row["descending_layers"], row["max_intermediate_loss"], row["dual_sum"], row["dual_max"]) == (2, 5.0, 2.0, 1.5)
     assert "| x | 2.000 | 50.0% | 4.0 | 5.0 | 2/3 | 25% | 2.00 | 1.50 | 12 s |" in capsys.readouterr().out
+    other = tmp_path / "other"
+    other.mkdir()
+    (other / "layer_losses.json").write_text(json.dumps({"layer_losses": [3.0, 2.0, 1.0], "accuracy": 0.75,
+                                                         "train_runtime": 5.0}))  # fmt: skip
+    rows_json = str(tmp_path / "rows.json")
+    cli.main(cli.parse_args([str(other), "--labels", "y", "--merge", rows_json, "--output", rows_json]))
+    merged = json.loads((tmp_path / "rows.json").read_text())
+    assert [r["label"] for r in merged] == ["x", "y"] and merged[0]["dual_sum"] == 2.0 and merged[1]["loss"] == 1.0
+    cli.main(cli.parse_args([str(other), "--labels", "x", "--merge", rows_json, "--output", rows_json]))
+    merged = json.loads((tmp_path / "rows.json").read_text())  # x summarised again: its row replaced in place
+    assert [(r["label"], r["loss"]) for r in merged] == [("x", 1.0), ("y", 1.0)]
     with pytest.raises(SystemExit):
         cli.parse_args([str(tmp_path / "nothing")])
 
