@@ -9,7 +9,7 @@ with a method name (`ERM γ=0.5`, `deep supervision w=0.3 γ=1`, `constrained up
 
 # The SmolLM2 noise-training study (docs/results/noise_training.md)
 ```bash
-python eval/frontier.py docs/smollm2/noise_training --output_dir docs/smollm2
+python eval/frontier.py docs/smollm2/noise_training --output_dir docs/smollm2 --floor docs/smollm2/floor.json
 ```
 
 # Your own sweeps, noise levels chosen by hand, classification accuracy
@@ -20,6 +20,7 @@ python eval/frontier.py outputs/sweep_a outputs/sweep_b --mild 0.5 --strong 1.5 
 """
 
 import argparse
+import json
 import os
 import sys
 
@@ -50,6 +51,9 @@ def main(args: argparse.Namespace) -> None:
     baselines = [m for m in methods if m not in (args.candidate, "pretrained")]
     report = frontier_report(points, mild, strong, baselines=baselines, candidate=args.candidate)
     report["metric"], report["sources"] = args.metric, list(args.sweeps)
+    if args.floor:
+        with open(args.floor, encoding="utf-8") as f:
+            report["floor"] = json.load(f)["positional"]
     os.makedirs(args.output_dir, exist_ok=True)
     write_frontier(report, os.path.join(args.output_dir, "frontier.json"))
     plot_frontier(report, os.path.join(args.output_dir, "frontier.png"), args.metric.replace("_", " "), args.title)
@@ -75,6 +79,8 @@ def make_parser() -> argparse.ArgumentParser:
     parser.add_argument("--baseline", default="ERM", help="method whose curve picks the default γ")
     parser.add_argument("--candidate", default="constrained", help="method whose points are judged")
     parser.add_argument("--title", default=None)
+    parser.add_argument("--floor", default=None, metavar="JSON",
+                        help="eval/floor.py's output: its positional floor drawn as a line and noted under the table")
     return parser
 
 
@@ -88,6 +94,8 @@ def parse_args(argv=None) -> argparse.Namespace:
             sweep_file(path)
         except ValueError as err:
             parser.error(str(err))
+    if args.floor and not os.path.isfile(args.floor):
+        parser.error(f"--floor: no file {args.floor} (write it with eval/floor.py --output)")
     for name in ("mild", "strong"):
         if getattr(args, name) is not None and getattr(args, name) <= 0:
             parser.error(f"--{name} must be a noise level γ > 0, got {getattr(args, name)}")

@@ -79,7 +79,10 @@ if [[ $STAGES == *report* ]]; then
   python eval/merge_sweeps.py docs/smollm2 "${committed[@]}" "$OUT"/sweeps/* --output_dir "$DOCS" \
     --relabel "ERM=ERM γ=0" "deep supervision=deep supervision γ=0" "constrained=constrained γ=0"
   python eval/report.py "$DOCS" --by_training_seed --rows models | tee "$DOCS/table.md"
-  python eval/frontier.py "$DOCS" --output_dir "$(dirname "$DOCS")" \
+  # the input-free floor (a predictor that never reads its prompt) under the token accuracy
+  [ -f "$(dirname "$DOCS")/floor.json" ] || python eval/floor.py --model smollm2 --num_train 480 --limit 64 \
+    --output "$(dirname "$DOCS")/floor.json"
+  python eval/frontier.py "$DOCS" --output_dir "$(dirname "$DOCS")" --floor "$(dirname "$DOCS")/floor.json" \
     --title "SmolLM2-135M-Instruct: token accuracy at γ = 0 against under noise (mean ± std over training seeds)"
   runs=(); for dir in "$OUT"/*_s[0-9]; do [ -f "$dir/layer_losses.json" ] && runs+=("$dir"); done
   python eval/runs_table.py "${runs[@]}" --merge "$DOCS/runs.json" --output "$DOCS/runs.json"

@@ -93,6 +93,14 @@ def test_cli_writes_json_and_png(tmp_path):
     assert "| constrained γ=1 | 2 | 71.0 ± 1.4% | 67.0 ± 1.4% | 41.0 ± 1.4% | yes | yes |" in table
     with pytest.raises(SystemExit):
         cli.parse_args([str(tmp_path / "missing"), "--output_dir", str(tmp_path)])
+    (tmp_path / "floor.json").write_text(json.dumps({"majority": 0.25, "positional": 0.3}))
+    cli.main(cli.parse_args([str(sweep_dir), "--output_dir", str(tmp_path / "floor"), "--floor",
+                             str(tmp_path / "floor.json")]))  # fmt: skip
+    assert json.loads((tmp_path / "floor" / "frontier.json").read_text())["floor"] == 0.3
+    assert "Input-free floor (a predictor that never reads its input): 30.0%." in (tmp_path / "floor" /
+                                                                                   "frontier.md").read_text()
+    with pytest.raises(SystemExit):
+        cli.parse_args([str(sweep_dir), "--output_dir", str(tmp_path), "--floor", str(tmp_path / "none.json")])
 
 
 def test_merge_sweeps_relabels_filters_and_reaggregates(tmp_path):

@@ -119,7 +119,7 @@ MARKERS = {"ERM": "o", "deep supervision": "s", "constrained": "^", "pretrained"
 
 def plot_frontier(report: dict, path: str, metric: str = "token accuracy", title: str | None = None) -> str:
     """Two panels (mild and strong γ): x = accuracy at γ = 0, y = under noise, ± std bars, one marker per method,
-    each point labelled with its setting."""
+    each point labelled with its setting; the report's ``floor`` (if any) as a dashed line."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -140,6 +140,11 @@ def plot_frontier(report: dict, path: str, metric: str = "token accuracy", title
                 setting = p["label"][len(method):].strip(" ,") or method
                 ax.annotate(setting, (100 * p["clean"]["mean"], 100 * p[key]["mean"]), fontsize=7,
                             xytext=(4, 4), textcoords="offset points")  # fmt: skip
+        if report.get("floor") is not None:  # what a predictor that never reads its input scores
+            ax.axhline(100 * report["floor"], color="gray", linestyle="--", linewidth=1)
+            ax.annotate(f"input-free floor {100 * report['floor']:.1f}%", (0.01, 100 * report["floor"]),
+                        xycoords=("axes fraction", "data"), fontsize=7, color="gray", xytext=(0, 3),
+                        textcoords="offset points")  # fmt: skip
         ax.set_xlabel(f"{metric} at γ = 0 (%)")
         ax.set_ylabel(f"{metric} at γ = {key} (%)")
         ax.set_title(f"γ = {key}")
@@ -175,6 +180,8 @@ def frontier_table(report: dict) -> str:
                 value = None if verdict is None else verdict.get(f"beyond {b} at γ={g}")
                 row.append("" if value is None else "yes" if value else "no")
         lines.append("| " + " | ".join(row) + " |")
+    if report.get("floor") is not None:
+        lines.append(f"\nInput-free floor (a predictor that never reads its input): {100 * report['floor']:.1f}%.")
     return "\n".join(lines)
 
 
