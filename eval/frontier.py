@@ -37,13 +37,18 @@ def main(args: argparse.Namespace) -> None:
     )
 
     result = merge_sweeps(args.sweeps)
+    floor = None
+    if args.floor:
+        with open(args.floor, encoding="utf-8") as f:
+            floor = json.load(f)["positional"]
     by_label: dict[str, set] = {}
     for r in result.records:
         by_label.setdefault(r["model"], set()).add(r["gamma"])
     gammas = sorted(g for g in set.intersection(*by_label.values()) if g > 0)  # the γ every label was swept at
     methods = args.methods
     if args.mild is None or args.strong is None:
-        mild, strong = pick_gammas(frontier_points(result, gammas, args.metric, methods), args.baseline, gammas)
+        points = frontier_points(result, gammas, args.metric, methods)
+        mild, strong = pick_gammas(points, args.baseline, gammas, floor or 0.0)
         mild, strong = args.mild if args.mild is not None else mild, args.strong if args.strong is not None else strong
     else:
         mild, strong = args.mild, args.strong
@@ -51,9 +56,8 @@ def main(args: argparse.Namespace) -> None:
     baselines = [m for m in methods if m not in (args.candidate, "pretrained")]
     report = frontier_report(points, mild, strong, baselines=baselines, candidate=args.candidate)
     report["metric"], report["sources"] = args.metric, list(args.sweeps)
-    if args.floor:
-        with open(args.floor, encoding="utf-8") as f:
-            report["floor"] = json.load(f)["positional"]
+    if floor is not None:
+        report["floor"] = floor
     os.makedirs(args.output_dir, exist_ok=True)
     write_frontier(report, os.path.join(args.output_dir, "frontier.json"))
     plot_frontier(report, os.path.join(args.output_dir, "frontier.png"), args.metric.replace("_", " "), args.title)
@@ -80,7 +84,8 @@ def make_parser() -> argparse.ArgumentParser:
     parser.add_argument("--candidate", default="constrained", help="method whose points are judged")
     parser.add_argument("--title", default=None)
     parser.add_argument("--floor", default=None, metavar="JSON",
-                        help="eval/floor.py's output: its positional floor drawn as a line and noted under the table")
+                        help="eval/floor.py's output: its positional floor drawn as a line and noted under the table, and the "
+                             "default γ counted above it")
     return parser
 
 

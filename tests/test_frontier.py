@@ -76,6 +76,9 @@ def test_pick_gammas_from_the_baseline():
     points = frontier_points(_result(), [0.5, 1.0, 2.0])
     # ERM's best point at the largest γ is "ERM γ=1": 0.70 clean; keeps ≥ 0.63 at γ 0.5 (0.66) only, ≤ 0.35 at γ 2
     assert pick_gammas(points, "ERM", [0.5, 1.0, 2.0]) == (0.5, 2.0)
+    # above a floor of 0.52 it has 0.18 at γ = 0, 0.14 at γ 0.5 (< 90%: none kept, the smallest γ) and 0.08 at γ 1
+    # (≤ half): at the floor, 0.60 is no longer "kept more than half"
+    assert pick_gammas(points, "ERM", [0.5, 1.0, 2.0], floor=0.52) == (0.5, 1.0)
 
 
 def test_cli_writes_json_and_png(tmp_path):

@@ -76,17 +76,21 @@ def beyond_frontier(point: dict, others: Sequence[dict], gamma: float) -> bool |
     return all(point[key]["mean"] - q[key]["mean"] >= -spread(q, key) for q in others)
 
 
-def pick_gammas(points: Sequence[dict], baseline: str = "ERM", available: Sequence[float] = ()) -> tuple[float, float]:
+def pick_gammas(
+    points: Sequence[dict], baseline: str = "ERM", available: Sequence[float] = (), floor: float = 0.0
+) -> tuple[float, float]:
     """(mild, strong) from the baseline's best point under noise: mild = the largest γ at which it keeps ≥ 90% of its
-    γ = 0 accuracy, strong = the smallest γ at which it has lost half (the largest γ when it never has)."""
+    γ = 0 accuracy, strong = the smallest γ at which it has lost half (the largest γ when it never has). Accuracy is
+    counted above ``floor`` (what a predictor that never reads its input scores, :mod:`hf_cut.evaluation.floor`): a
+    model at the floor has lost all it had, not half."""
     base = [p for p in points if p["method"] == baseline]
     if not base or not available:
         raise ValueError(f"no point of the baseline {baseline!r}, or no γ > 0: give --mild and --strong")
     gammas = sorted(g for g in available if g > 0)
     best = max(base, key=lambda p: p[f"{gammas[-1]:g}"]["mean"])
-    clean = best["clean"]["mean"]
-    kept = [g for g in gammas if best[f"{g:g}"]["mean"] >= 0.9 * clean]
-    lost = [g for g in gammas if best[f"{g:g}"]["mean"] <= 0.5 * clean]
+    clean = best["clean"]["mean"] - floor
+    kept = [g for g in gammas if best[f"{g:g}"]["mean"] - floor >= 0.9 * clean]
+    lost = [g for g in gammas if best[f"{g:g}"]["mean"] - floor <= 0.5 * clean]
     return (kept[-1] if kept else gammas[0]), (lost[0] if lost else gammas[-1])
 
 
