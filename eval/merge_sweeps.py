@@ -6,6 +6,8 @@ aggregates recomputed; writes OUT/ood_sweep.json, ood_sweep.csv and the plots, a
 python eval/merge_sweeps.py outputs/sweeps/erm_g1_s0 outputs/sweeps/cut_g1_s0 --output_dir docs/smollm2/noise_training
 # an earlier sweep whose labels lacked the training γ
 python eval/merge_sweeps.py docs/smollm2 --relabel "ERM=ERM γ=0" "constrained=constrained γ=0" --output_dir out
+# two settings out of a merged file
+python eval/merge_sweeps.py docs/smollm2/noise_training --keep "ERM γ=1" "constrained γ=1" --output_dir out
 ```
 """
 
@@ -16,8 +18,10 @@ def main(args: argparse.Namespace) -> None:
     from hf_cut.evaluation.report import merge_sweeps, write_sweep
 
     relabel = dict(item.split("=", 1) for item in args.relabel)
-    result = merge_sweeps(args.sweeps, relabel, args.max_gamma)
-    result.config = {"merged_from": list(args.sweeps), "relabel": relabel}
+    result = merge_sweeps(args.sweeps, relabel, args.max_gamma, args.keep)
+    if not result.records:
+        raise SystemExit(f"merge_sweeps: no record left (--keep {args.keep}, --max_gamma {args.max_gamma})")
+    result.config = {"merged_from": list(args.sweeps), "relabel": relabel, **({"keep": args.keep} if args.keep else {})}
     paths = write_sweep(result, args.output_dir)
     print(f"{len(result.records)} records; written: " + ", ".join(paths.values()))
 
@@ -28,6 +32,8 @@ def make_parser() -> argparse.ArgumentParser:
     parser.add_argument("--output_dir", required=True)
     parser.add_argument("--relabel", nargs="*", default=[], help="OLD=NEW label renamings")
     parser.add_argument("--max_gamma", type=float, default=None, help="keep the records with γ <= this only")
+    parser.add_argument("--keep", nargs="+", default=None, metavar="LABEL",
+                        help="keep the records of these labels only (after --relabel)")
     return parser
 
 

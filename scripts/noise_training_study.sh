@@ -74,11 +74,19 @@ fi
 if [[ $STAGES == *report* ]]; then
   # the γ_train = 0 models of the first study (docs/smollm2: 3 training seeds, γ ≤ 2) join under their γ_train
   # the committed results ($DOCS) join too: each measurement is kept once, the newest (a study resumed elsewhere)
+  # the budget runs (*_steps*, 4× the steps) are kept out of the frontier, whose points share the recipe's budget
   shopt -s nullglob
   committed=(); [ -f "$DOCS/ood_sweep.json" ] && committed=("$DOCS")
-  python eval/merge_sweeps.py docs/smollm2 "${committed[@]}" "$OUT"/sweeps/* --output_dir "$DOCS" \
+  sweeps=(); budget=()
+  for dir in "$OUT"/sweeps/*; do if [[ $dir == *_steps* ]]; then budget+=("$dir"); else sweeps+=("$dir"); fi; done
+  python eval/merge_sweeps.py docs/smollm2 "${committed[@]}" "${sweeps[@]}" --output_dir "$DOCS" \
     --relabel "ERM=ERM γ=0" "deep supervision=deep supervision γ=0" "constrained=constrained γ=0"
   python eval/report.py "$DOCS" --by_training_seed --rows models | tee "$DOCS/table.md"
+  # the budget: the 240-step runs beside the recipe's 60-step runs of the same settings
+  [ -f "$DOCS/budget/ood_sweep.json" ] && budget=("$DOCS/budget" "${budget[@]}")
+  python eval/merge_sweeps.py "$DOCS" "${budget[@]}" --output_dir "$DOCS/budget" \
+    --keep "ERM γ=1" "constrained γ=1" "ERM 240 steps γ=1" "constrained 240 steps γ=1"
+  python eval/report.py "$DOCS/budget" --by_training_seed --rows models | tee "$DOCS/budget/table.md"
   # the input-free floor (a predictor that never reads its prompt) under the token accuracy
   [ -f "$(dirname "$DOCS")/floor.json" ] || python eval/floor.py --model smollm2 --num_train 480 --limit 64 \
     --output "$(dirname "$DOCS")/floor.json"

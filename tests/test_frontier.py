@@ -107,7 +107,7 @@ def test_cli_writes_json_and_png(tmp_path):
 
 
 def test_merge_sweeps_relabels_filters_and_reaggregates(tmp_path):
-    for name, label, acc in (("a", "ERM", 0.5), ("b", "ERM", 0.7)):
+    for name, label, acc in (("a", "ERM", 0.5), ("b", "ERM", 0.7), ("c", "constrained", 0.6)):
         (tmp_path / name).mkdir()
         records = [{"model": label, "path": name, "gamma": g, "seed": 0, "token_accuracy": acc - g / 10, "loss": 1.0,
                     "layer_losses": [2.0, 1.0]} for g in (0.0, 1.0, 3.0)]  # fmt: skip
@@ -128,3 +128,10 @@ def test_merge_sweeps_relabels_filters_and_reaggregates(tmp_path):
     assert at_one["num_records"] == 2 and at_one["token_accuracy_mean"] == pytest.approx(0.5)
     with pytest.raises(SystemExit):
         cli.parse_args([str(tmp_path / "a"), "--relabel", "no-equals", "--output_dir", str(tmp_path)])
+    # --keep, after the renaming: the ERM records of a alone; a label that matches nothing is an error
+    cli.main(cli.parse_args([str(tmp_path / "a"), str(tmp_path / "c"), "--relabel", "ERM=ERM γ=0", "--keep",
+                             "ERM γ=0", "--output_dir", str(tmp_path / "kept")]))  # fmt: skip
+    kept = json.loads((tmp_path / "kept" / "ood_sweep.json").read_text())["records"]
+    assert [(r["model"], r["path"], r["gamma"]) for r in kept] == [("ERM γ=0", "a", g) for g in (0.0, 1.0, 3.0)]
+    with pytest.raises(SystemExit):
+        cli.main(cli.parse_args([str(tmp_path / "a"), "--keep", "ERM γ=0", "--output_dir", str(tmp_path / "x")]))

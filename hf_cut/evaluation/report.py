@@ -77,10 +77,14 @@ def load_sweep(path: str) -> SweepResult:
 
 
 def merge_sweeps(
-    paths: Sequence[str], relabel: dict[str, str] | None = None, max_gamma: float | None = None
+    paths: Sequence[str],
+    relabel: dict[str, str] | None = None,
+    max_gamma: float | None = None,
+    keep: Sequence[str] | None = None,
 ) -> SweepResult:
     """The records of several sweeps (``ood_sweep.json`` files or their directories) as one result, labels renamed
-    by ``relabel`` (old → new), records above ``max_gamma`` dropped, the aggregates recomputed.
+    by ``relabel`` (old → new), records above ``max_gamma`` dropped, only the labels in ``keep`` (after renaming)
+    kept when it is given, the aggregates recomputed.
 
     A record is one measurement: a model (label and path), a γ and a noise seed. Where two sweeps hold the same
     measurement — a results file merged again with the sweeps that extend it — the later one is kept, once, in the
@@ -89,8 +93,8 @@ def merge_sweeps(
     records: dict[tuple, dict] = {}
     for path in paths:
         for record in load_sweep(path).records:
-            if max_gamma is None or record["gamma"] <= max_gamma:
-                record = {**record, "model": relabel.get(record["model"], record["model"])}
+            record = {**record, "model": relabel.get(record["model"], record["model"])}
+            if (max_gamma is None or record["gamma"] <= max_gamma) and (keep is None or record["model"] in keep):
                 records[(record["model"], record.get("path"), record["gamma"], record.get("seed"))] = record
     kept = list(records.values())
     return SweepResult(records=kept, aggregates=aggregate_records(kept), config={"merged_from": list(paths)})
