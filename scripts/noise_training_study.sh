@@ -107,5 +107,11 @@ if [[ $STAGES == *generation* ]]; then  # greedy answers under noise, judged by 
         --output_dir "$DOCS/generation/${kind}_vs_erm_g1_s$s"
     done
   done
+  for s in 0 1; do  # the budget: the constraint against ERM, both trained 240 steps
+    [ -d "$OUT/cut_steps240_g1_s$s" ] && [ -d "$OUT/erm_steps240_g1_s$s" ] || continue
+    [ -f "$DOCS/generation/cut_vs_erm_steps240_g1_s$s/alpaca_eval.json" ] && continue
+    python eval/alpaca_eval.py --model "$OUT/cut_steps240_g1_s$s" --reference "$OUT/erm_steps240_g1_s$s" "${GEN[@]}" \
+      --output_dir "$DOCS/generation/cut_vs_erm_steps240_g1_s$s"
+  done
   python eval/generation_report.py "$DOCS/generation" --output "$DOCS/generation.json"
 fi
