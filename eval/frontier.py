@@ -84,8 +84,8 @@ def make_parser() -> argparse.ArgumentParser:
     parser.add_argument("--candidate", default="constrained", help="method whose points are judged")
     parser.add_argument("--title", default=None)
     parser.add_argument("--floor", default=None, metavar="JSON",
-                        help="eval/floor.py's output: its positional floor drawn as a line and noted under the table, and the "
-                             "default γ counted above it")
+                        help="eval/floor.py's output: its positional floor drawn as a line, noted under the table, "
+                             "and the default γ counted above it")  # fmt: skip
     return parser
 
 
