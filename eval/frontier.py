@@ -47,8 +47,8 @@ def main(args: argparse.Namespace) -> None:
     gammas = sorted(g for g in set.intersection(*by_label.values()) if g > 0)  # the γ every label was swept at
     methods = args.methods
     if args.mild is None or args.strong is None:
-        points = frontier_points(result, gammas, args.metric, methods)
-        mild, strong = pick_gammas(points, args.baseline, gammas, floor or 0.0)
+        every_gamma = frontier_points(result, gammas, args.metric, methods)
+        mild, strong = pick_gammas(every_gamma, args.baseline, gammas, floor or 0.0)
         mild, strong = args.mild if args.mild is not None else mild, args.strong if args.strong is not None else strong
     else:
         mild, strong = args.mild, args.strong

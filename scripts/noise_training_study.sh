@@ -41,20 +41,16 @@ sweep_all() {  # one sweep per trained run (skipped when done): 64 held-out exam
   done
 }
 
-pending_jobs() {  # the job file less the runs whose row is committed in $DOCS/runs.json (a study resumed elsewhere)
-  python - "$DOCS/runs.json" scripts/noise_training_jobs.txt <<'PY'
-import json, os, sys
-done = {row["label"] for row in json.load(open(sys.argv[1]))} if os.path.isfile(sys.argv[1]) else set()
-for line in open(sys.argv[2]):
-    if line.strip() and not line.startswith("#") and line.split()[0] not in done:
-        print(line, end="")
-PY
+committed_runs() {  # the runs whose row is committed in $DOCS/runs.json, one name a line (a study resumed elsewhere)
+  python -c 'import json, os, sys; rows = json.load(open(sys.argv[1])) if os.path.isfile(sys.argv[1]) else []
+print("\n".join(row["label"] for row in rows))' "$DOCS/runs.json"
 }
 
 if [[ $STAGES == *train* ]]; then
-  mkdir -p "$OUT" && pending_jobs > "$OUT/pending_jobs.txt"
+  mkdir -p "$OUT" && committed_runs > "$OUT/committed_runs.txt"
   for ((w = 1; w <= WORKERS; w++)); do
-    OMP_NUM_THREADS=1 MKL_NUM_THREADS=1 bash scripts/run_queue.sh "$OUT/pending_jobs.txt" "$OUT" &
+    SKIP_FILE="$OUT/committed_runs.txt" OMP_NUM_THREADS=1 MKL_NUM_THREADS=1 \
+      bash scripts/run_queue.sh scripts/noise_training_jobs.txt "$OUT" &
     sleep 2
   done
   wait

@@ -4,6 +4,7 @@
 #   bash scripts/run_queue.sh JOBS_FILE OUT_DIR        # JOBS_FILE: one run a line, "name --flag value …"
 # Each run is `recipes/llama_sft.py --config $CONFIG --output_dir OUT_DIR/name --flags…`; lines starting with # are
 # skipped. The file is re-read after every run, so runs can be appended while the workers go.
+# SKIP_FILE=F also skips the runs named in F (one name a line): runs whose results are kept elsewhere.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 jobs=$1 out=$2
@@ -14,6 +15,7 @@ while true; do
   while read -r name flags; do
     [[ -z "$name" || "$name" == \#* ]] && continue
     [ -f "$out/$name/layer_losses.json" ] && continue
+    [ -n "${SKIP_FILE:-}" ] && grep -qxF -- "$name" "$SKIP_FILE" && continue
     mkdir "$out/$name.claim" 2>/dev/null || continue
     picked=$name
     break
