@@ -21,7 +21,7 @@ def _run(cmd, tmp_path):
 
 
 def _check(result):
-    assert result.returncode == 0, result.stderr[-4000:]
+    assert result.returncode == 0, f"stdout:\n{result.stdout[-2000:]}\nstderr:\n{result.stderr[-4000:]}"
 
 
 def _torchrun(args, tmp_path, attempts=3):

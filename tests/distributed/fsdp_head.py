@@ -18,6 +18,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspa
 
 from hf_cut.readout import LayerReadoutRequest, add_layer_readout  # noqa: E402
 from tests.conftest import tiny_causal_lm  # noqa: E402
+from tests.distributed import exit_without_teardown  # noqa: E402
 
 VOCAB = 64
 
@@ -67,3 +68,4 @@ def main(out_dir: str) -> None:
 
 if __name__ == "__main__":
     main(sys.argv[1])
+    exit_without_teardown()  # the FSDP mesh still holds the process group

@@ -24,6 +24,7 @@ from tokenizers import Tokenizer, models, pre_tokenizers, trainers  # noqa: E402
 from transformers import PreTrainedTokenizerFast  # noqa: E402
 
 from tests.conftest import WORDS, make_rows, tiny_causal_lm, train_args  # noqa: E402
+from tests.distributed import exit_without_teardown  # noqa: E402
 from tests.distributed.engines import engine_options  # noqa: E402
 
 
@@ -81,10 +82,7 @@ def main(out_dir: str, per_device_batch: int, save_steps: int | None, resume: st
     result = {"duals": trainer.dual_variables, "weights": weights, "seen": seen, "local_numel": local,
               "skipped": trainer.duals.skipped_nonfinite, "logged_layer_losses": torch.tensor(logged)}  # fmt: skip
     torch.save(result, os.path.join(out_dir, f"rank{rank}.pt"))
-    # destroy the process group before the interpreter exits, as the recipes do (`finish_run`): left to interpreter
-    # teardown, gloo's worker threads may still hold work whose tensors need the GIL, and the process aborts
-    # ("terminate called without an active exception", SIGABRT) after a run that succeeded
-    trainer.end()
+    trainer.end()  # destroy the process group, as the recipes do (`finish_run`)
 
 
 def full_weights(trainer, engine: str) -> torch.Tensor:
@@ -125,3 +123,4 @@ if __name__ == "__main__":
     cli = parser.parse_args()
     main(cli.out_dir, cli.per_device_batch, cli.save_steps, cli.resume, cli.poison_rank, cli.poison_call,
          cli.max_steps, cli.layer_loss_interval, cli.step_sleep, cli.resilience_coef, cli.engine)  # fmt: skip
+    exit_without_teardown()  # the DDP / FSDP / ZeRO wrapper still holds the process group
