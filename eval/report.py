@@ -8,6 +8,8 @@ python eval/report.py outputs/ood_sweep --baseline ERM
 python eval/report.py docs/smollm2 --by_training_seed --metric token_accuracy
 # one row per setting (label) and one column per γ: studies of many settings
 python eval/report.py docs/smollm2/noise_training --by_training_seed --rows models
+# one draw of the evaluation noise only (does a comparison survive another draw?)
+python eval/report.py docs/smollm2/noise_training/noise_seeds --by_training_seed --rows models --noise_seeds 1
 ```
 """
 
@@ -15,9 +17,11 @@ import argparse
 
 
 def main(args: argparse.Namespace) -> None:
-    from hf_cut.evaluation.report import comparison_table, load_sweep, training_seed_table
+    from hf_cut.evaluation.report import comparison_table, load_sweep, select_noise_seeds, training_seed_table
 
     result = load_sweep(args.sweep)
+    if args.noise_seeds is not None:
+        result = select_noise_seeds(result, args.noise_seeds)
     if args.by_training_seed:
         percent = args.metric in ("token_accuracy", "accuracy")
         print(training_seed_table(result, metric=args.metric, percent=percent, rows=args.rows))
@@ -41,6 +45,10 @@ def make_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--rows", default="gamma", choices=["gamma", "models"],
         help="with --by_training_seed: one row per γ (default) or one row per model label (many settings)",
+    )  # fmt: skip
+    parser.add_argument(
+        "--noise_seeds", type=int, nargs="+", default=None,
+        help="only the measurements of these noise seeds (default: all, each model averaged over them)",
     )  # fmt: skip
     return parser
 

@@ -194,3 +194,19 @@ def test_one_sweep_parser_for_every_task(tmp_path, capsys):
         assert flag in capsys.readouterr().err
     cls_cli = load_script(os.path.join(ROOT, "eval/ood_sweep_cls.py"), "ood_sweep_cls_cli")
     assert cls_cli.parse_args(common).task == "classification"
+
+
+def test_one_noise_draw_is_selected_and_reaggregated():
+    """The table of noise seed 1 alone holds each model's seed-1 value; an absent seed is refused by name."""
+    from hf_cut.evaluation.report import select_noise_seeds, training_seed_table
+
+    records = [_record("cut", 0.0, 0, 0.6), _record("cut", 0.0, 1, 0.8), _record("ERM", 0.0, 0, 0.5)]
+    records += [_record("ERM", 0.0, 1, 0.3)]
+    one = select_noise_seeds(SweepResult(records=records), [1])
+    assert [(r["model"], r["token_accuracy"]) for r in one.records] == [("cut", 0.8), ("ERM", 0.3)]
+    assert sorted(training_seed_table(one, rows="models").splitlines()[2:]) == ["| ERM | 1 | 30.0 ± 0.0% |",
+                                                                                 "| cut | 1 | 80.0 ± 0.0% |"]  # fmt: skip
+    both = training_seed_table(select_noise_seeds(SweepResult(records=records), [0, 1]), rows="models")
+    assert "| cut | 1 | 70.0 ± 0.0% |" in both and "| ERM | 1 | 40.0 ± 0.0% |" in both
+    with pytest.raises(ValueError, match=r"noise_seeds.*\[0, 1\]"):
+        select_noise_seeds(SweepResult(records=records), [2])

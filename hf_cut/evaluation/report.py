@@ -100,6 +100,17 @@ def merge_sweeps(
     return SweepResult(records=kept, aggregates=aggregate_records(kept), config={"merged_from": list(paths)})
 
 
+def select_noise_seeds(result: SweepResult, noise_seeds: Sequence[int]) -> SweepResult:
+    """The measurements of ``result`` drawn with the given noise seeds only, the aggregates recomputed: one table
+    per noise draw, to see whether a comparison survives another draw of the evaluation noise."""
+    wanted = set(noise_seeds)
+    kept = [r for r in result.records if r.get("seed") in wanted]
+    if not kept:
+        held = sorted({r.get("seed") for r in result.records}, key=str)
+        raise ValueError(f"`noise_seeds` {sorted(wanted)}: the sweep holds noise seeds {held} only.")
+    return SweepResult(records=kept, aggregates=aggregate_records(kept), config=result.config)
+
+
 def _by_model(aggregates: Sequence[dict]) -> dict[str, list[dict]]:
     models: dict[str, list[dict]] = {}
     for row in aggregates:
