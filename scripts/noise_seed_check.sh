@@ -1,9 +1,11 @@
 #!/usr/bin/env bash
 # A second draw of the evaluation noise for the noise-training study's headline models (docs/results/noise_training.md):
 # noise-trained ERM, deep supervision and the constraint at γ_train 1 (60 steps, seeds 0–2; 240 steps, the budget),
-# swept with noise seeds 0 and 1. The 60-step models are trained again where they are not on disk, and their noise
-# seed 0 is checked against the committed sweep (a re-run reproduces it). Output: $DOCS (sweep, one table per noise
-# seed and one of both). Cost on 2 cores: ~35 min training the nine 60-step runs, ~1 min per model and noise seed.
+# swept with noise seed 1 and merged with their committed noise seed 0. The 60-step models are trained again where
+# they are not on disk (`WORKERS` runs side by side); every model is also swept again with noise seed 0 at γ 0 and 1
+# and checked against the committed sweep (a re-run reproduces it). Output in $DOCS: the merged sweep, one table per
+# noise seed and one of both, reproduction.md. Cost on 2 cores: ~35 min training the nine 60-step runs, then ~3 min
+# per model (7 γ, one noise seed) and ~1 min for its check; SWEEPERS sweeps run side by side (default 2).
 #   bash scripts/noise_seed_check.sh
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -12,6 +14,7 @@ OUT=${OUT:-outputs/smollm2_noise}
 STUDY=${STUDY:-docs/smollm2/noise_training}
 DOCS=${DOCS:-$STUDY/noise_seeds}
 WORKERS=${WORKERS:-2}
+SWEEPERS=${SWEEPERS:-2}
 RUNS=${RUNS:-"erm_g1_s0 cut_g1_s0 ds_g1_s0 erm_g1_s1 cut_g1_s1 ds_g1_s1 erm_g1_s2 cut_g1_s2 ds_g1_s2
   erm_steps240_g1_s0 cut_steps240_g1_s0 erm_steps240_g1_s1 cut_steps240_g1_s1 erm_steps240_g1_s2 cut_steps240_g1_s2
   ds_steps240_g1_s0 ds_steps240_g1_s1"}
@@ -27,33 +30,36 @@ for ((w = 1; w <= WORKERS; w++)); do
 done
 wait
 
-sweeps=()
+sweep() {  # name: noise seed 1 at every γ of the study, then the noise-seed-0 check at γ 0 and 1
+  local name=$1 label
+  label=$(label "$name")
+  [ -f "$OUT/sweeps_noise_seed1/$name/ood_sweep.json" ] || OMP_NUM_THREADS=1 python eval/ood_sweep.py \
+    --model "$OUT/$name" --labels "$label" --gammas 0 0.5 1 1.5 2 2.5 3 --seeds 1 --alpha 0.05 --limit 64 \
+    --batch_size 16 --output_dir "$OUT/sweeps_noise_seed1/$name" > "$OUT/sweeps_noise_seed1.$name.log" 2>&1
+  [ -f "$OUT/sweeps_reproduce/$name/ood_sweep.json" ] || OMP_NUM_THREADS=1 python eval/ood_sweep.py \
+    --model "$OUT/$name" --labels "$label" --gammas 0 1 --seeds 0 --alpha 0.05 --limit 64 --batch_size 16 \
+    --output_dir "$OUT/sweeps_reproduce/$name" > "$OUT/sweeps_reproduce.$name.log" 2>&1
+}
+running=0
 for name in $RUNS; do
   [ -f "$OUT/$name/layer_losses.json" ] || { echo "not trained: $name (see $OUT/$name.log)"; continue; }
-  dir="$OUT/sweeps_noise_seeds/$name"
-  [ -f "$dir/ood_sweep.json" ] || python eval/ood_sweep.py --model "$OUT/$name" --labels "$(label "$name")" \
-    --gammas 0 0.5 1 1.5 2 2.5 3 --seeds 0 1 --alpha 0.05 --limit 64 --batch_size 16 --output_dir "$dir"
-  sweeps+=("$dir")
+  sweep "$name" &
+  running=$((running + 1))
+  if ((running >= SWEEPERS)); then wait -n; running=$((running - 1)); fi
 done
-python eval/merge_sweeps.py "${sweeps[@]}" --output_dir "$DOCS"
-# the re-run's noise seed 0 against the committed one (the study's sweep and its budget), model by model
-python - "$STUDY" "$DOCS" <<'PY' | tee "$DOCS/reproduction.md"
-import sys
-from hf_cut.evaluation.report import load_sweep, merge_sweeps
-study, new = sys.argv[1], sys.argv[2]
-old = {(r["model"], r["path"].rstrip("/").split("/")[-1], r["gamma"]): r["token_accuracy"]
-       for r in merge_sweeps([study, f"{study}/budget"]).records if r.get("seed") == 0 and r.get("path")}
-print("| run | γ compared | max abs Δ token accuracy (points), noise seed 0, re-run vs committed |")
-print("| --- | --- | --- |")
-for r_path in sorted({r["path"] for r in load_sweep(new).records}):
-    rows = [r for r in load_sweep(new).records if r["path"] == r_path and r["seed"] == 0]
-    diffs = [abs(r["token_accuracy"] - old[k]) for r in rows
-             if (k := (r["model"], r_path.rstrip("/").split("/")[-1], r["gamma"])) in old]
-    print(f"| {r_path.rstrip('/').split('/')[-1]} | {len(diffs)} | {100 * max(diffs):.2f} |" if diffs
-          else f"| {r_path.rstrip('/').split('/')[-1]} | 0 | (not committed) |")
-PY
+wait
+
+shopt -s nullglob
+labels=(); for name in $RUNS; do labels+=("$(label "$name")"); done
+# the committed noise seed 0 (the study and its budget) and the new noise seed 1, each model's under its own path
+python eval/merge_sweeps.py "$STUDY" "$STUDY/budget" "$OUT"/sweeps_noise_seed1/* --output_dir "$DOCS" \
+  --keep "${labels[@]}"
+python eval/compare_sweeps.py "$STUDY" "$STUDY/budget" --against "$OUT"/sweeps_reproduce/* \
+  | tee "$DOCS/reproduction.md"
 for seeds in 0 1 "0 1"; do
   echo "## noise seeds $seeds"
+  echo
   # shellcheck disable=SC2086
   python eval/report.py "$DOCS" --by_training_seed --rows models --noise_seeds $seeds
+  echo
 done | tee "$DOCS/table.md"

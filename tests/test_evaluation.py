@@ -210,3 +210,28 @@ def test_one_noise_draw_is_selected_and_reaggregated():
     assert "| cut | 1 | 70.0 ± 0.0% |" in both and "| ERM | 1 | 40.0 ± 0.0% |" in both
     with pytest.raises(ValueError, match=r"noise_seeds.*\[0, 1\]"):
         select_noise_seeds(SweepResult(records=records), [2])
+
+
+def test_compare_measurements_matches_label_path_gamma_and_noise_seed():
+    """By hand: the re-run differs by 0.05 at (γ 1, seed 0) and 0 elsewhere; another path or seed is not compared."""
+    from hf_cut.evaluation.report import compare_measurements
+
+    def rec(path, gamma, seed, acc):
+        return {**_record("ERM", gamma, seed, acc), "path": path}
+
+    committed = SweepResult(records=[rec("m0", 0.0, 0, 0.70), rec("m0", 1.0, 0, 0.40), rec("m0", 1.0, 1, 0.10)])
+    rerun = SweepResult(records=[rec("m0", 0.0, 0, 0.70), rec("m0", 1.0, 0, 0.45), rec("m1", 0.0, 0, 0.70)])
+    rows = compare_measurements(committed, rerun)
+    assert rows[0]["path"] == "m0" and rows[0]["compared"] == 2
+    assert rows[0]["max_abs_diff"] == pytest.approx(0.05)
+    assert rows[1] == {"model": "ERM", "path": "m1", "compared": 0, "max_abs_diff": None}
+
+
+def test_compare_sweeps_cli_prints_points(tmp_path, capsys):
+    for name, acc in (("old", 0.40), ("new", 0.425)):
+        records = [{**_record("ERM", 1.0, 0, acc), "path": "m0"}]
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "ood_sweep.json").write_text(json.dumps({"config": {}, "records": records, "aggregates": []}))
+    cli = load_script(os.path.join(ROOT, "eval/compare_sweeps.py"), "compare_cli")
+    cli.main(cli.make_parser().parse_args([str(tmp_path / "old"), "--against", str(tmp_path / "new")]))
+    assert capsys.readouterr().out.splitlines()[2] == "| ERM | m0 | 1 | 2.50 |"

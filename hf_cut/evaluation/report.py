@@ -111,6 +111,23 @@ def select_noise_seeds(result: SweepResult, noise_seeds: Sequence[int]) -> Sweep
     return SweepResult(records=kept, aggregates=aggregate_records(kept), config=result.config)
 
 
+def compare_measurements(reference: SweepResult, other: SweepResult, metric: str = "token_accuracy") -> list[dict]:
+    """Each model of ``other`` against the same measurements in ``reference`` (label, path, γ and noise seed equal):
+    how many were found and the largest absolute difference of ``metric`` (None when none was) — whether a re-run
+    reproduces a committed sweep."""
+    known = {(r["model"], r.get("path"), r["gamma"], r.get("seed")): r[metric] for r in reference.records}
+    rows: dict[tuple, dict] = {}
+    for r in other.records:
+        row = rows.setdefault((r["model"], r.get("path")), {"model": r["model"], "path": r.get("path"),
+                                                          "compared": 0, "max_abs_diff": None})  # fmt: skip
+        old = known.get((r["model"], r.get("path"), r["gamma"], r.get("seed")))
+        if old is not None:
+            diff = abs(r[metric] - old)
+            row["compared"] += 1
+            row["max_abs_diff"] = diff if row["max_abs_diff"] is None else max(row["max_abs_diff"], diff)
+    return list(rows.values())
+
+
 def _by_model(aggregates: Sequence[dict]) -> dict[str, list[dict]]:
     models: dict[str, list[dict]] = {}
     for row in aggregates:
