@@ -10,6 +10,8 @@ python eval/report.py docs/smollm2 --by_training_seed --metric token_accuracy
 python eval/report.py docs/smollm2/noise_training --by_training_seed --rows models
 # one draw of the evaluation noise only (does a comparison survive another draw?)
 python eval/report.py docs/smollm2/noise_training/noise_seeds --by_training_seed --rows models --noise_seeds 1
+# is A ahead of B by more than the spread, γ by γ?
+python eval/report.py docs/smollm2/noise_training --differences "ERM γ=1 vs constrained γ=1"
 ```
 """
 
@@ -17,16 +19,27 @@ import argparse
 
 
 def main(args: argparse.Namespace) -> None:
-    from hf_cut.evaluation.report import comparison_table, load_sweep, select_noise_seeds, training_seed_table
+    from hf_cut.evaluation.report import (
+        comparison_table, difference_table, load_sweep, select_noise_seeds, training_seed_table,
+    )  # fmt: skip
 
     result = load_sweep(args.sweep)
     if args.noise_seeds is not None:
         result = select_noise_seeds(result, args.noise_seeds)
-    if args.by_training_seed:
-        percent = args.metric in ("token_accuracy", "accuracy")
+    percent = args.metric in ("token_accuracy", "accuracy")
+    if args.differences:
+        print(difference_table(result, args.differences, metric=args.metric, percent=percent))
+    elif args.by_training_seed:
         print(training_seed_table(result, metric=args.metric, percent=percent, rows=args.rows))
     else:
         print(comparison_table(result, baseline=args.baseline, metric=args.metric))
+
+
+def _pair(text: str) -> tuple[str, str]:
+    a, sep, b = text.partition(" vs ")
+    if not sep or not a.strip() or not b.strip():
+        raise argparse.ArgumentTypeError(f"--differences takes 'LABEL A vs LABEL B', got {text!r}")
+    return a.strip(), b.strip()
 
 
 def make_parser() -> argparse.ArgumentParser:
@@ -49,6 +62,10 @@ def make_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--noise_seeds", type=int, nargs="+", default=None,
         help="only the measurements of these noise seeds (default: all, each model averaged over them)",
+    )  # fmt: skip
+    parser.add_argument(
+        "--differences", nargs="+", type=_pair, default=None, metavar="'A vs B'",
+        help="per pair of labels and γ: mean difference over training seeds, combined spread, * beyond it",
     )  # fmt: skip
     return parser
 

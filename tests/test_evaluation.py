@@ -204,8 +204,8 @@ def test_one_noise_draw_is_selected_and_reaggregated():
     records += [_record("ERM", 0.0, 1, 0.3)]
     one = select_noise_seeds(SweepResult(records=records), [1])
     assert [(r["model"], r["token_accuracy"]) for r in one.records] == [("cut", 0.8), ("ERM", 0.3)]
-    assert sorted(training_seed_table(one, rows="models").splitlines()[2:]) == ["| ERM | 1 | 30.0 ± 0.0% |",
-                                                                                 "| cut | 1 | 80.0 ± 0.0% |"]  # fmt: skip
+    rows = sorted(training_seed_table(one, rows="models").splitlines()[2:])
+    assert rows == ["| ERM | 1 | 30.0 ± 0.0% |", "| cut | 1 | 80.0 ± 0.0% |"]
     both = training_seed_table(select_noise_seeds(SweepResult(records=records), [0, 1]), rows="models")
     assert "| cut | 1 | 70.0 ± 0.0% |" in both and "| ERM | 1 | 40.0 ± 0.0% |" in both
     with pytest.raises(ValueError, match=r"noise_seeds.*\[0, 1\]"):
@@ -231,7 +231,31 @@ def test_compare_sweeps_cli_prints_points(tmp_path, capsys):
     for name, acc in (("old", 0.40), ("new", 0.425)):
         records = [{**_record("ERM", 1.0, 0, acc), "path": "m0"}]
         (tmp_path / name).mkdir()
-        (tmp_path / name / "ood_sweep.json").write_text(json.dumps({"config": {}, "records": records, "aggregates": []}))
+        sweep = {"config": {}, "records": records, "aggregates": []}
+        (tmp_path / name / "ood_sweep.json").write_text(json.dumps(sweep))
     cli = load_script(os.path.join(ROOT, "eval/compare_sweeps.py"), "compare_cli")
     cli.main(cli.make_parser().parse_args([str(tmp_path / "old"), "--against", str(tmp_path / "new")]))
     assert capsys.readouterr().out.splitlines()[2] == "| ERM | m0 | 1 | 2.50 |"
+
+
+def test_difference_table_by_hand(capsys):
+    """A = (0.7, 0.5) and B = (0.4, 0.4) over two training seeds at γ 0: +20 points, spread √(0.1414² + 0) = 14.1,
+    beyond it; at γ 1 (A 0.3 ± 0, B 0.25 ± 0.0707) +5 inside 7.1. An unknown label and a malformed pair are refused."""
+    from hf_cut.evaluation.report import difference_table
+
+    def rec(label, path, gamma, acc):
+        return {"model": label, "path": path, "gamma": gamma, "seed": 0, "token_accuracy": acc, "loss": 1.0,
+                "layer_losses": [2.0, 1.0]}  # fmt: skip
+
+    records = [rec("A", "a0", 0.0, 0.7), rec("A", "a1", 0.0, 0.5), rec("B", "b0", 0.0, 0.4), rec("B", "b1", 0.0, 0.4)]
+    records += [rec("A", "a0", 1.0, 0.3), rec("A", "a1", 1.0, 0.3), rec("B", "b0", 1.0, 0.2), rec("B", "b1", 1.0, 0.3)]
+    records += [rec("A", "a0", 2.0, 0.1)]  # swept for A only: no column
+    table = difference_table(SweepResult(records=records), [("A", "B")]).splitlines()
+    assert table[0] == "| comparison | γ = 0 | γ = 1 |"
+    assert table[2] == "| A − B | +20.0 (14.1)* | +5.0 (7.1) |"
+    with pytest.raises(ValueError, match="'C'"):
+        difference_table(SweepResult(records=records), [("A", "C")])
+    cli = load_script(os.path.join(ROOT, "eval/report.py"), "report_cli")
+    with pytest.raises(SystemExit):
+        cli.make_parser().parse_args(["sweep", "--differences", "A against B"])
+    assert "--differences" in capsys.readouterr().err

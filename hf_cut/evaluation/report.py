@@ -280,3 +280,27 @@ def training_seed_table(
              "| --- |" + " --- |" * len(labels)]  # fmt: skip
     lines += [f"| {g:g} | " + " | ".join(cell(label, g) for label in labels) + " |" for g in gammas]
     return "\n".join(lines)
+
+
+def difference_table(
+    result: SweepResult, pairs: Sequence[tuple[str, str]], metric: str = "token_accuracy", percent: bool = True
+) -> str:
+    """Markdown table: for each pair of labels (A, B) and each γ both were swept at, ``mean_A − mean_B`` over training
+    seeds (see :func:`training_seed_summary`), the combined spread ``√(std_A² + std_B²)`` in brackets, and ``*`` when
+    the difference exceeds it — is A ahead of B by more than the spread, γ by γ."""
+    summary = training_seed_summary(result)
+    for label in (label for pair in pairs for label in pair):
+        if label not in summary:
+            raise ValueError(f"`differences`: no model is labelled {label!r}; the labels are {sorted(summary)}.")
+    gammas = sorted(set.intersection(*(set(summary[a]) & set(summary[b]) for a, b in pairs)))
+    scale, digits = (100.0, 1) if percent else (1.0, 3)
+    lines = ["| comparison | " + " | ".join(f"γ = {g:g}" for g in gammas) + " |", "| --- |" + " --- |" * len(gammas)]
+    for a, b in pairs:
+        cells = []
+        for g in gammas:
+            x, y = summary[a][g], summary[b][g]
+            diff = scale * (x[f"{metric}_mean"] - y[f"{metric}_mean"])
+            spread = scale * (x[f"{metric}_std"] ** 2 + y[f"{metric}_std"] ** 2) ** 0.5
+            cells.append(f"{diff:+.{digits}f} ({spread:.{digits}f}){'*' if abs(diff) > spread else ''}")
+        lines.append(f"| {a} − {b} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
