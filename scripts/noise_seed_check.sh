@@ -1,14 +1,15 @@
 #!/usr/bin/env bash
-# A second draw of the evaluation noise for the noise-training study's headline models (docs/results/noise_training.md):
-# noise-trained ERM, deep supervision and the constraint at γ_train 1 (60 steps, seeds 0–2; 240 steps, the budget),
-# and the constraint and deep supervision at γ_train 0.5 (the study's one frontier win over a baseline), swept with
+# A second draw of the evaluation noise for the noise-training study's headline models
+# (docs/results/noise_training.md): noise-trained ERM, deep supervision and the constraint at γ_train 1 (60 steps,
+# seeds 0–2; 240 steps, the budget), the constraint and deep supervision at γ_train 0.5 (the study's one frontier win
+# over a baseline) and ERM at γ_train 0.5 and 0.75 (ERM's frontier next to the constraint's best points), swept with
 # noise seed 1 and merged with their committed noise seed 0. The 60-step models are trained again where they are not
 # on disk (`WORKERS` runs side by side); every model is also swept again with noise seed 0 at γ 0 and 1 and checked
 # against the committed sweep (a re-run reproduces it). Output in $DOCS: the merged sweep, table.md (one table per
 # noise seed and one of both), differences.md (the comparisons the results page draws, under each draw), frontier/
-# (the frontier with the re-drawn models averaged over both draws), reproduction.md. Cost on 2 cores: ~35 min per
-# nine 60-step runs trained, then ~3 min per model (7 γ, one noise seed) and ~1 min for its check; SWEEPERS sweeps
-# run side by side (default 2).
+# (the frontier with the re-drawn models averaged over both draws), reproduction.md. Cost on 2 cores: ~35 min per nine
+# 60-step runs trained, then ~3 min per model (7 γ, one noise seed) and ~1 min for its check; SWEEPERS sweeps run side
+# by side (default 2).
 #   bash scripts/noise_seed_check.sh
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -20,7 +21,8 @@ WORKERS=${WORKERS:-2}
 SWEEPERS=${SWEEPERS:-2}
 RUNS=${RUNS:-"erm_g1_s0 cut_g1_s0 ds_g1_s0 erm_g1_s1 cut_g1_s1 ds_g1_s1 erm_g1_s2 cut_g1_s2 ds_g1_s2
   erm_steps240_g1_s0 cut_steps240_g1_s0 erm_steps240_g1_s1 cut_steps240_g1_s1 erm_steps240_g1_s2 cut_steps240_g1_s2
-  ds_steps240_g1_s0 ds_steps240_g1_s1 cut_g0.5_s0 ds_g0.5_s0 cut_g0.5_s1 ds_g0.5_s1 cut_g0.5_s2 ds_g0.5_s2"}
+  ds_steps240_g1_s0 ds_steps240_g1_s1 cut_g0.5_s0 ds_g0.5_s0 cut_g0.5_s1 ds_g0.5_s1 cut_g0.5_s2 ds_g0.5_s2
+  erm_g0.5_s0 erm_g0.5_s1 erm_g0.5_s2 erm_g0.75_s0 erm_g0.75_s1 erm_g0.75_s2"}
 # shellcheck source=/dev/null
 source <(sed -n '/^label() {/,/^}/p' scripts/noise_training_study.sh)  # run name → sweep label, as the study names it
 
@@ -68,7 +70,7 @@ for seeds in 0 1 "0 1"; do
 done | tee "$DOCS/table.md"
 pairs=("ERM γ=1 vs constrained γ=1" "constrained γ=1 vs deep supervision γ=1"
        "ERM 240 steps γ=1 vs constrained 240 steps γ=1" "constrained 240 steps γ=1 vs deep supervision 240 steps γ=1"
-       "constrained γ=0.5 vs deep supervision γ=0.5")
+       "constrained γ=0.5 vs deep supervision γ=0.5" "ERM γ=0.75 vs constrained γ=0.5" "ERM γ=0.5 vs constrained γ=0.5")
 for seeds in 0 1 "0 1"; do  # A − B in points, combined spread in brackets, * beyond it
   echo "## noise seeds $seeds"
   echo
