@@ -23,8 +23,8 @@ RUNS=${RUNS:-"erm_g1_s0 cut_g1_s0 ds_g1_s0 erm_g1_s1 cut_g1_s1 ds_g1_s1 erm_g1_s
   erm_steps240_g1_s0 cut_steps240_g1_s0 erm_steps240_g1_s1 cut_steps240_g1_s1 erm_steps240_g1_s2 cut_steps240_g1_s2
   ds_steps240_g1_s0 ds_steps240_g1_s1 cut_g0.5_s0 ds_g0.5_s0 cut_g0.5_s1 ds_g0.5_s1 cut_g0.5_s2 ds_g0.5_s2
   erm_g0.5_s0 erm_g0.5_s1 erm_g0.5_s2 erm_g0.75_s0 erm_g0.75_s1 erm_g0.75_s2"}
-# shellcheck source=/dev/null
-source <(sed -n '/^label() {/,/^}/p' scripts/noise_training_study.sh)  # run name → sweep label, as the study names it
+# shellcheck source=scripts/noise_training_lib.sh
+source scripts/noise_training_lib.sh  # the study's γ grid, sweep settings and run labels
 
 mkdir -p "$OUT" "$DOCS"
 # train what is missing: the study's own job lines, restricted to $RUNS
@@ -38,11 +38,12 @@ wait
 sweep() {  # name: noise seed 1 at every γ of the study, then the noise-seed-0 check at γ 0 and 1
   local name=$1 label
   label=$(label "$name")
+  # shellcheck disable=SC2086
   [ -f "$OUT/sweeps_noise_seed1/$name/ood_sweep.json" ] || OMP_NUM_THREADS=1 python eval/ood_sweep.py \
-    --model "$OUT/$name" --labels "$label" --gammas 0 0.5 1 1.5 2 2.5 3 --seeds 1 --alpha 0.05 --limit 64 \
-    --batch_size 16 --output_dir "$OUT/sweeps_noise_seed1/$name" > "$OUT/sweeps_noise_seed1.$name.log" 2>&1
+    --model "$OUT/$name" --labels "$label" --gammas $GAMMAS --seeds 1 "${SWEEP_ARGS[@]}" \
+    --output_dir "$OUT/sweeps_noise_seed1/$name" > "$OUT/sweeps_noise_seed1.$name.log" 2>&1
   [ -f "$OUT/sweeps_reproduce/$name/ood_sweep.json" ] || OMP_NUM_THREADS=1 python eval/ood_sweep.py \
-    --model "$OUT/$name" --labels "$label" --gammas 0 1 --seeds 0 --alpha 0.05 --limit 64 --batch_size 16 \
+    --model "$OUT/$name" --labels "$label" --gammas 0 1 --seeds 0 "${SWEEP_ARGS[@]}" \
     --output_dir "$OUT/sweeps_reproduce/$name" > "$OUT/sweeps_reproduce.$name.log" 2>&1
 }
 running=0

@@ -15,20 +15,9 @@ OUT=${OUT:-outputs/smollm2_noise}
 DOCS=${DOCS:-docs/smollm2/noise_training}
 STAGES=${STAGES:-"train sweep report generation"}
 WORKERS=${WORKERS:-2}
-GAMMAS="0 0.5 1 1.5 2 2.5 3"
 NOISE_SEEDS=${NOISE_SEEDS:-0}  # each sweep costs ~7 forward passes of 64 examples per noise seed and γ
-
-label() {  # run name → sweep label: {erm,ds,cut}[variant]_g{γ_train}_s{seed}
-  local name=${1%_s*} gamma kind variant
-  gamma=${name##*_g}; kind=${name%%_*}; variant=${name%_g*}; variant=${variant#"$kind"}; variant=${variant#_}
-  case $kind in erm) kind=ERM ;; ds) kind="deep supervision" ;; cut) kind=constrained ;; esac
-  case $variant in
-    "") ;; upper) kind+=" upper half" ;; budget) kind+=" budget 0.1" ;; w*) kind+=" w=${variant#w}" ;;
-    b*) kind+=" β=${variant#b}" ;; a*) kind+=" α=${variant#a}" ;; steps*) kind+=" ${variant#steps} steps" ;;
-    *) kind+=" $variant" ;;
-  esac
-  echo "$kind γ=$gamma"
-}
+# shellcheck source=scripts/noise_training_lib.sh
+source scripts/noise_training_lib.sh  # GAMMAS, SWEEP_ARGS, label
 
 sweep_all() {  # one sweep per trained run (skipped when done): 64 held-out examples, noise seeds $NOISE_SEEDS
   local dir name
@@ -37,7 +26,7 @@ sweep_all() {  # one sweep per trained run (skipped when done): 64 held-out exam
     [[ $name == cut_dl* || $name == cut_g0_s* ]] && continue  # the dual-step checks, not part of the study
     [ -f "$dir/layer_losses.json" ] && [ ! -f "$OUT/sweeps/$name/ood_sweep.json" ] || continue
     python eval/ood_sweep.py --model "$dir" --labels "$(label "$name")" --gammas $GAMMAS --seeds $NOISE_SEEDS \
-      --alpha 0.05 --limit 64 --batch_size 16 --output_dir "$OUT/sweeps/$name"
+      "${SWEEP_ARGS[@]}" --output_dir "$OUT/sweeps/$name"
   done
 }
 
