@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import json
+import math
 import os
 import statistics
 from collections.abc import Sequence
@@ -76,6 +77,11 @@ def load_sweep(path: str) -> SweepResult:
     return SweepResult(records=data["records"], aggregates=data["aggregates"], config=data.get("config", {}))
 
 
+def measurement_key(record: dict) -> tuple:
+    """What identifies one measurement of a sweep: the model (label and path), the γ and the noise seed."""
+    return record["model"], record.get("path"), record["gamma"], record.get("seed")
+
+
 def merge_sweeps(
     paths: Sequence[str],
     relabel: dict[str, str] | None = None,
@@ -95,7 +101,7 @@ def merge_sweeps(
         for record in load_sweep(path).records:
             record = {**record, "model": relabel.get(record["model"], record["model"])}
             if (max_gamma is None or record["gamma"] <= max_gamma) and (keep is None or record["model"] in keep):
-                records[(record["model"], record.get("path"), record["gamma"], record.get("seed"))] = record
+                records[measurement_key(record)] = record
     kept = list(records.values())
     return SweepResult(records=kept, aggregates=aggregate_records(kept), config={"merged_from": list(paths)})
 
@@ -115,12 +121,12 @@ def compare_measurements(reference: SweepResult, other: SweepResult, metric: str
     """Each model of ``other`` against the same measurements in ``reference`` (label, path, γ and noise seed equal):
     how many were found and the largest absolute difference of ``metric`` (None when none was) — whether a re-run
     reproduces a committed sweep."""
-    known = {(r["model"], r.get("path"), r["gamma"], r.get("seed")): r[metric] for r in reference.records}
+    known = {measurement_key(r): r[metric] for r in reference.records}
     rows: dict[tuple, dict] = {}
     for r in other.records:
         row = rows.setdefault((r["model"], r.get("path")), {"model": r["model"], "path": r.get("path"),
                                                           "compared": 0, "max_abs_diff": None})  # fmt: skip
-        old = known.get((r["model"], r.get("path"), r["gamma"], r.get("seed")))
+        old = known.get(measurement_key(r))
         if old is not None:
             diff = abs(r[metric] - old)
             row["compared"] += 1
@@ -300,7 +306,7 @@ def difference_table(
         for g in gammas:
             x, y = summary[a][g], summary[b][g]
             diff = scale * (x[f"{metric}_mean"] - y[f"{metric}_mean"])
-            spread = scale * (x[f"{metric}_std"] ** 2 + y[f"{metric}_std"] ** 2) ** 0.5
+            spread = scale * math.hypot(x[f"{metric}_std"], y[f"{metric}_std"])  # as frontier.py combines spreads
             cells.append(f"{diff:+.{digits}f} ({spread:.{digits}f}){'*' if abs(diff) > spread else ''}")
         lines.append(f"| {a} − {b} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
