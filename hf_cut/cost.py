@@ -12,9 +12,11 @@ SmolLM2-135M (a 49k vocabulary over width 576) it buys one layer on about a thir
 
 from __future__ import annotations
 
+import copy
 import math
 from dataclasses import dataclass
 
+import torch
 from torch import nn
 
 __all__ = ["LayerBudget", "allocate", "step_flops_per_token"]
@@ -35,14 +37,32 @@ class LayerBudget:
 
 
 def step_flops_per_token(model: nn.Module, activation_checkpointing: bool) -> tuple[float, float]:
-    """(plain step FLOPs per token, readout forward FLOPs per token R) from the model's own parameter counts."""
-    head = model.get_output_embeddings()
+    """(plain step FLOPs per token, readout forward FLOPs per token R) of the model's *architecture*.
+
+    The parameters are counted on a copy of the architecture built from ``model.config`` on the meta device (no
+    memory, no weights), never on the live parameters: those are empty shards under ZeRO-3 (``zero.Init``), local
+    shards under FSDP, packed bytes in 4-bit, and carry adapters under PEFT. The same architecture therefore gets the
+    same plan in fp32, bf16, 4-bit, with LoRA and under every engine.
+    """
+    skeleton = _meta_copy(model)
+    head = skeleton.get_output_embeddings()
     vocab, hidden = head.weight.shape
     readout = 2.0 * vocab * hidden
-    embeddings = {id(p) for p in model.get_input_embeddings().parameters()} | {id(p) for p in head.parameters()}
-    body = sum(p.numel() for p in model.parameters() if id(p) not in embeddings)
+    embeddings = {id(p) for p in skeleton.get_input_embeddings().parameters()} | {id(p) for p in head.parameters()}
+    body = sum(p.numel() for p in skeleton.parameters() if id(p) not in embeddings)
     plain = (4.0 if activation_checkpointing else 3.0) * 2.0 * body + 4.0 * readout
     return plain, readout
+
+
+def _meta_copy(model: nn.Module) -> nn.Module:
+    """The model's class built from its config on the meta device (PEFT wrappers: the wrapped model's class)."""
+    base = model.get_base_model() if hasattr(model, "get_base_model") else model
+    config = copy.deepcopy(base.config)
+    for name in ("quantization_config", "_pre_quantization_dtype"):  # a property of the weights, not the architecture
+        if hasattr(config, name):
+            delattr(config, name)
+    with torch.device("meta"):
+        return type(base)(config)
 
 
 def allocate(budget: float, plain: float, readout: float, num_layers: int) -> LayerBudget:

@@ -210,7 +210,7 @@ def train_wordpiece_tokenizer(texts: Iterable[str], vocab_size: int = 1024) -> P
 
 # Known column layouts: (text, text_pair) in order of preference
 _TEXT_COLUMNS = (("text", "text_pair"), ("premise", "hypothesis"), ("sentence1", "sentence2"), ("question", "sentence"),
-                 ("sentence", None), ("review", None), ("content", None))  # fmt: skip
+                 ("text", None), ("sentence", None), ("review", None), ("content", None))  # fmt: skip
 _LABEL_COLUMNS = ("label", "labels", "score")
 
 
