@@ -24,9 +24,34 @@ from .layer_sampling import inclusion_probabilities, rotation, step_generator, s
 from .model_card import PAPER, constraint_section
 from .noise import EmbeddingNoise
 
-__all__ = ["ConstrainedMixin", "DUALS_NAME"]
+__all__ = ["ConstrainedMixin", "DUALS_NAME", "check_loss_options"]
 
 DUALS_NAME = "dual_variables.pt"
+
+
+def check_loss_options(args, compute_loss_func=None) -> None:
+    """``ValueError`` naming an ``SFTConfig`` / ``TrainingArguments`` option that changes the loss in a way the layer
+    terms cannot follow, before anything is loaded. The status of every such option is tabled in docs/method.md."""
+    layer_terms = args.constrained or args.deep_supervision_weight > 0
+    what = "constrained=True" if args.constrained else f"deep_supervision_weight={args.deep_supervision_weight}"
+    if layer_terms and args.label_smoothing_factor > 0:
+        raise ValueError(
+            f"`label_smoothing_factor` ({args.label_smoothing_factor}) is not supported with {what}: label smoothing "
+            "needs every layer's full logits, which the layerwise readout never builds. Set it to 0, or train plain "
+            "ERM (`constrained=False`), where the parent trainer's own smoothed loss is used."
+        )
+    if layer_terms and compute_loss_func is not None:
+        raise ValueError(
+            f"`compute_loss_func` is not supported with {what}: it is a function of the last layer's logits, and the "
+            "layer terms cannot be built from it. Use `loss_type` ('nll' or 'dft'), or train plain ERM "
+            "(`constrained=False`), where the parent trainer calls it."
+        )
+    if getattr(args, "use_liger_kernel", False):
+        raise ValueError(
+            "`use_liger_kernel=True` is not supported by hf-cut's trainers yet: Liger's Triton kernels do not run "
+            "on the CPUs the trainers are tested on, so the layer readout has never been checked with them. Set "
+            "`use_liger_kernel=False`."
+        )
 
 
 class _DualStepCallback(TrainerCallback):
@@ -79,6 +104,15 @@ class ConstrainedMixin:
     def dual_variables(self) -> torch.Tensor:
         """λ_1 … λ_L, one float per constraint (a copy)."""
         return self.duals.multipliers.float().clone()
+
+    def _loss_is_parents(self) -> bool:
+        """Does the parent trainer's own loss stand in for the layerwise one? For plain ERM (no layer term in the loss)
+        with an option only that loss implements (label smoothing, a ``compute_loss_func``): the loss is then exactly
+        ``SFTTrainer``'s / ``Trainer``'s, and the layers are scored without grad for the logs."""
+        args = self.args
+        if args.constrained or args.deep_supervision_weight > 0:
+            return False
+        return args.label_smoothing_factor > 0 or getattr(self, "compute_loss_func", None) is not None
 
     def _measures_layers(self) -> bool:
         """Does this step compute the layer losses? Always in evaluation; in training every

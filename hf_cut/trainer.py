@@ -20,7 +20,7 @@ from transformers.modeling_outputs import SequenceClassifierOutput
 from trl import SFTConfig, SFTTrainer
 
 from .config import ConstrainedSFTConfig, ConstrainedTrainingArguments
-from .constrained import DUALS_NAME, ConstrainedMixin
+from .constrained import DUALS_NAME, ConstrainedMixin, check_loss_options
 from .cost import allocate, step_flops_per_token
 from .readout import (
     ClassifierReadoutRequest,
@@ -30,6 +30,7 @@ from .readout import (
     base_model,
     num_layers,
 )
+from .readout.causal_lm import token_losses
 
 __all__ = ["ConstrainedSFTTrainer", "ConstrainedTrainer", "DUALS_NAME"]
 
@@ -70,6 +71,7 @@ class ConstrainedSFTTrainer(ConstrainedMixin, SFTTrainer):
             args = ConstrainedSFTConfig(output_dir=f"{(name or 'model').split('/')[-1]}-CUT")
         elif not isinstance(args, ConstrainedSFTConfig):
             args = _as_constrained_config(args, ConstrainedSFTConfig)
+        check_loss_options(args, trainer_kwargs.get("compute_loss_func"))
         super().__init__(model, args, *trainer_args, **trainer_kwargs)
         if self.aux_loss_enabled:
             raise ValueError(
@@ -94,13 +96,17 @@ class ConstrainedSFTTrainer(ConstrainedMixin, SFTTrainer):
     def _readout_request(self) -> LayerReadoutRequest:
         # The token fraction is a training cost control; evaluation scores every token, so held-out layer losses and
         # constraint satisfaction are exact and comparable across fractions
+        loss_type = self.args.loss_type
         if not self.model.training:
-            return LayerReadoutRequest(grad_layers=self._grad_layers())
+            return LayerReadoutRequest(grad_layers=self._grad_layers(), loss_type=loss_type)
         return LayerReadoutRequest(
             token_fraction=self.cost.token_fraction,
             grad_layers=self._grad_layers(),
             dual_token_fraction=self.cost.dual_token_fraction,
+            loss_type=loss_type,
         )
+
+
 
     def compute_loss(
         self,
@@ -113,6 +119,12 @@ class ConstrainedSFTTrainer(ConstrainedMixin, SFTTrainer):
             return super().compute_loss(model, inputs, return_outputs, num_items_in_batch)
         mode = "train" if self.model.training else "eval"
         args = self.args
+        if self._loss_is_parents():
+            result = super().compute_loss(model, inputs, return_outputs, num_items_in_batch)
+            with torch.no_grad():
+                outputs = model(**{**inputs, "use_cache": False}, layer_readout=self._readout_request())
+            self._record_layer_metrics(mode, outputs.layer_losses, outputs.num_tokens, self._logged(outputs))
+            return result
         inputs = {**inputs, "use_cache": False}
         outputs = model(**inputs, layer_readout=self._readout_request(), num_items_in_batch=num_items_in_batch)
         layer_losses = outputs.layer_losses  # ℓ_0 … ℓ_L, micro-batch means on the sampled tokens
@@ -135,14 +147,19 @@ class ConstrainedSFTTrainer(ConstrainedMixin, SFTTrainer):
             return loss, outputs
         return loss
 
+    def _logged(self, outputs) -> torch.Tensor:
+        """The layer losses as logged: as estimated (slacks compare like with like), the last layer on every token."""
+        logged = outputs.layer_losses.detach().clone()
+        num_valid = outputs.num_tokens.clamp(min=1)
+        logged[-1] = token_losses(outputs.log_probs.detach(), self.args.loss_type).sum() / num_valid
+        return logged
+
     def _record_metrics(self, mode: str, outputs, inputs: Mapping[str, Any]) -> None:
         gather = self.accelerator.gather_for_metrics
         metrics = self._metrics[mode]
         # Layer losses as estimated (slacks compare like with like); logged with the last layer on every token
         num_valid = outputs.num_tokens
-        logged = outputs.layer_losses.detach().clone()
-        logged[-1] = -outputs.log_probs.detach().sum() / num_valid.clamp(min=1)
-        self._record_layer_metrics(mode, outputs.layer_losses, num_valid, logged)
+        self._record_layer_metrics(mode, outputs.layer_losses, num_valid, self._logged(outputs))
         # TRL's own metrics, from the same pass
         total_valid = gather(num_valid).sum()
         entropy_sum = gather(outputs.entropy.sum()).sum()
@@ -180,6 +197,7 @@ class ConstrainedTrainer(ConstrainedMixin, Trainer):
             args = ConstrainedTrainingArguments(output_dir="trainer_output")
         elif not isinstance(args, ConstrainedTrainingArguments):
             args = _as_constrained_config(args, ConstrainedTrainingArguments)
+        check_loss_options(args, trainer_kwargs.get("compute_loss_func"))
         super().__init__(model, args, *trainer_args, **trainer_kwargs)
         # The loss is a batch mean computed here: let Trainer scale it for gradient accumulation
         self.model_accepts_loss_kwargs = False
@@ -198,6 +216,12 @@ class ConstrainedTrainer(ConstrainedMixin, Trainer):
         if "labels" not in inputs:
             raise ValueError("ConstrainedTrainer needs `labels` in every batch: the layer losses are supervised.")
         request = ClassifierReadoutRequest(grad_layers=self._grad_layers())
+        if self._loss_is_parents():
+            result = super().compute_loss(model, inputs, return_outputs, num_items_in_batch)
+            with torch.no_grad():
+                outputs = model(**inputs, layer_readout=request)
+            self._record_layer_metrics(mode, outputs.layer_losses, outputs.num_examples)
+            return result
         outputs = model(**inputs, layer_readout=request)
         loss = outputs.layer_losses[-1]
         if mode == "train":

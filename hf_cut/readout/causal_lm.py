@@ -32,6 +32,7 @@ __all__ = [
     "LayerwiseCausalLMOutput",
     "add_layer_readout",
     "find_final_norm",
+    "token_losses",
     "validate_causal_lm",
 ]
 
@@ -57,6 +58,8 @@ class LayerReadoutRequest:
             sample, so every layer's value is a mean over the same tokens. ``None``: ``token_fraction``; never more.
         return_layer_top1: also return, for every layer without grad and the last one, whether the target is the
             top-1 token of that layer's readout on the value sample (early-exit token accuracy at evaluation).
+        loss_type: the per-token loss of every layer, ``"nll"`` or ``"dft"`` (:func:`token_losses`), so that the
+            layer losses and the last layer's are the same loss as TRL's ``SFTTrainer`` trains with that option.
     """
 
     token_fraction: float = 1.0
@@ -64,6 +67,15 @@ class LayerReadoutRequest:
     return_token_log_probs: bool = False
     dual_token_fraction: float | None = None
     return_layer_top1: bool = False
+    loss_type: str = "nll"
+
+
+def token_losses(log_probs: torch.Tensor, loss_type: str = "nll") -> torch.Tensor:
+    """Per-token loss from log p(target), as TRL's ``SFTTrainer`` defines ``loss_type``: ``"nll"`` is ``−log p``,
+    ``"dft"`` (Dynamic Fine-Tuning, arXiv 2508.05629) is ``−log p · sg(p)``."""
+    if loss_type == "dft":
+        return -log_probs * log_probs.detach().exp()
+    return -log_probs
 
 
 @dataclass
@@ -293,7 +305,7 @@ def _assemble_output(request: LayerReadoutRequest, batch: _Batch, sample: _Sampl
     def mean_nll(logps: list[torch.Tensor]) -> torch.Tensor:
         if n == 0:  # no completion token: differentiable zeros rather than 0 / 0
             return torch.stack([lp.sum() for lp in logps])
-        return -torch.stack([lp.mean() for lp in logps])
+        return torch.stack([token_losses(lp, request.loss_type).mean() for lp in logps])
 
     def scatter(values: torch.Tensor) -> torch.Tensor:
         return values.new_zeros(mask.shape).masked_scatter(mask, values)
@@ -303,7 +315,7 @@ def _assemble_output(request: LayerReadoutRequest, batch: _Batch, sample: _Sampl
     if sample.k_v < sample.k:
         grad_layer_losses = mean_nll([v if g is None else g for g, v in zip(scores.grad_logp, scores.value_logp)])
     denom = mask.sum() if batch.num_items_in_batch is None else batch.num_items_in_batch
-    loss = -scores.last_logp.sum() / torch.as_tensor(denom).clamp(min=1)
+    loss = token_losses(scores.last_logp, request.loss_type).sum() / torch.as_tensor(denom).clamp(min=1)
     token_log_probs = positions = None
     if request.return_token_log_probs:
         token_log_probs = torch.stack([lp.detach() for lp in scores.value_logp])
