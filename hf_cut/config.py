@@ -164,6 +164,11 @@ class ConstraintArguments:
         γ used while training: the input embeddings get Gaussian noise of standard deviation γ·σ_x.
     noise_mean (`float`, defaults to `0.0`):
         μ, the mean of that noise.
+    noise_at_eval (`bool`, defaults to `False`):
+        The noise is a training intervention, as NEFTune's is: by default `evaluate()`, `predict()` and generation
+        see clean embeddings, and the hook is removed when `train()` returns, so the returned and the saved model
+        are plain. `True` also perturbs the forwards of `evaluate()` and `predict()` (the `eval_*` metrics are then
+        measured under the training noise). The γ sweep (`hf_cut.evaluation`) sets its own γ either way.
     layer_loss_budget (`float` or `None`, defaults to `0.1`):
         The extra FLOPs the layer terms may add to a step, as a share of a plain `SFTTrainer` step. The trainer
         counts the model's readout and decoder-layer parameters and chooses `layer_sample_size`,
@@ -191,6 +196,12 @@ class ConstraintArguments:
         training loss (systematic sampling, exactly m layers, the same draw on every rank and after a resume);
         `"rotation"`, the next m layers in turn (LayerSkip's rotational curriculum, arXiv 2404.16710), unbiased over a
         cycle rather than at every step.
+
+    > Parameters that control the model card
+
+    license (`str` or `None`, defaults to `None`):
+        The `license` of the card `push_to_hub` uploads (a Hub license id, e.g. `"apache-2.0"`); `None`: the base
+        model's license when it is known (its local card, or the Hub's card data when online), else none.
     """
 
     constrained: bool = field(
@@ -217,6 +228,10 @@ class ConstraintArguments:
         default=0.0, metadata={"help": "γ: scale of the Gaussian noise on the input embeddings in training (>= 0)."}
     )
     noise_mean: float = field(default=0.0, metadata={"help": "μ: mean of the embedding noise."})
+    noise_at_eval: bool = field(
+        default=False,
+        metadata={"help": "Also perturb the embeddings in evaluate() and predict() (default: training forwards only)."},
+    )
     # typed str for the command line ("0.1", "none"); normalised to a float or None
     layer_loss_budget: str | None = field(
         default="0.1",
@@ -263,6 +278,11 @@ class ConstraintArguments:
         metadata={"help": "With constrained=False: weight of the mean intermediate layer loss (0 = plain ERM)."},
     )
 
+    license: str | None = field(
+        default=None,
+        metadata={"help": "License of the model card (e.g. apache-2.0); None: the base model's, when known."},
+    )
+
     constrained_layers: str = field(
         default="all",
         metadata={
@@ -273,6 +293,30 @@ class ConstraintArguments:
     def __post_init__(self) -> None:
         self.validate_constraint_args()
         super().__post_init__()
+
+    # The arguments are pickled into every checkpoint and output folder (`training_args.bin`), which `push_to_hub`
+    # uploads: the pickle leaves the Hub token out. Copies in memory keep it.
+    _SECRET_FIELDS = ("hub_token",)
+
+    def __getstate__(self) -> dict:
+        state = self.__dict__.copy()
+        for name in self._SECRET_FIELDS:
+            if state.get(name) is not None:
+                state[name] = None
+        return state
+
+    def __copy__(self):
+        new = type(self).__new__(type(self))
+        new.__dict__.update(self.__dict__)
+        return new
+
+    def __deepcopy__(self, memo: dict):
+        import copy
+
+        new = type(self).__new__(type(self))
+        memo[id(self)] = new
+        new.__dict__.update({k: copy.deepcopy(v, memo) for k, v in self.__dict__.items()})
+        return new
 
     def validate_constraint_args(self) -> None:
         """Raise a ``ValueError`` naming the first invalid constraint option and its allowed range."""
@@ -303,6 +347,8 @@ class ConstraintArguments:
             fail("noise_gamma", "a finite number >= 0")
         if not is_number(self.noise_mean):
             fail("noise_mean", "a finite number")
+        if not isinstance(self.noise_at_eval, bool):
+            fail("noise_at_eval", "True or False")
         fraction = self.layer_loss_token_fraction
         if fraction is not None and (not is_number(fraction) or not 0.0 < fraction <= 1.0):
             fail("layer_loss_token_fraction", "None or a number in (0, 1]")

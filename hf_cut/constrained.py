@@ -8,6 +8,8 @@ its readout returned into the training loss with :meth:`_lagrangian_terms` and i
 
 from __future__ import annotations
 
+import contextlib
+import inspect
 import math
 import os
 import warnings
@@ -21,7 +23,7 @@ from .config import constrained_layer_mask, normalise_resilience, resolve_resili
 from .cost import LayerBudget
 from .duals import DualVariables, descent_ratios, lagrangian_penalty, slack
 from .layer_sampling import inclusion_probabilities, rotation, step_generator, systematic_sample
-from .model_card import PAPER, constraint_section
+from .model_card import PAPER, base_model_id, base_model_license, complete_card, constraint_section
 from .noise import EmbeddingNoise
 
 __all__ = ["ConstrainedMixin", "DUALS_NAME", "check_loss_options"]
@@ -73,7 +75,9 @@ class ConstrainedMixin:
 
     Attributes:
         duals: the :class:`~hf_cut.duals.DualVariables` (λ and the slack accumulated for the next dual step).
-        noise: the :class:`~hf_cut.noise.EmbeddingNoise` hook on the input embeddings (γ = ``args.noise_gamma``).
+        noise: the :class:`~hf_cut.noise.EmbeddingNoise` hook on the input embeddings (γ = ``args.noise_gamma``),
+            attached while ``train()`` runs and acting on its training forwards only (``noise_at_eval``: also on
+            evaluation and prediction).
         num_layers: L, the number of constraints.
     """
 
@@ -90,7 +94,9 @@ class ConstrainedMixin:
         self.duals = DualVariables(
             num_layers, args.descent_alpha, args.dual_lr, args.dual_init, self.resilience_coef, active=active
         )
-        self.noise = EmbeddingNoise(args.noise_gamma, args.noise_mean).attach(base_model)
+        # attached by train() (and by evaluate() / predict() with `noise_at_eval`), removed when they return
+        self.noise = EmbeddingNoise(args.noise_gamma, args.noise_mean, training_only=not args.noise_at_eval)
+        self.noise_target = base_model
         self.add_callback(_DualStepCallback(self))
         # the cost options as given (a causal-LM trainer resolves `layer_loss_budget` into them, see hf_cut.cost)
         fraction = 1.0 if args.layer_loss_token_fraction is None else args.layer_loss_token_fraction
@@ -99,6 +105,34 @@ class ConstrainedMixin:
         self._final_layer_losses: dict[str, dict[int, float]] = {"train": {}, "eval": {}}
         if not hasattr(self, "_metrics"):
             self._metrics = {"train": defaultdict(list), "eval": defaultdict(list)}
+
+    @contextlib.contextmanager
+    def _noise_attached(self, wanted: bool = True):
+        """The noise hook on the model for the duration of the block (when ``wanted`` and not already on)."""
+        attach = wanted and not self.noise.attached
+        if attach:
+            self.noise.attach(self.noise_target)
+        try:
+            yield
+        finally:
+            if attach:
+                self.noise.remove()
+
+    def train(self, *args, **kwargs):
+        """``Trainer.train`` with the embedding noise on its training forwards; the hook is removed when it returns or
+        raises, so the returned (and saved) model is the plain model."""
+        with self._noise_attached():
+            return super().train(*args, **kwargs)
+
+    def evaluate(self, *args, **kwargs):
+        """``Trainer.evaluate`` on clean embeddings, or under the training noise with ``noise_at_eval``."""
+        with self._noise_attached(self.args.noise_at_eval):
+            return super().evaluate(*args, **kwargs)
+
+    def predict(self, *args, **kwargs):
+        """``Trainer.predict`` on clean embeddings, or under the training noise with ``noise_at_eval``."""
+        with self._noise_attached(self.args.noise_at_eval):
+            return super().predict(*args, **kwargs)
 
     @property
     def dual_variables(self) -> torch.Tensor:
@@ -285,14 +319,26 @@ class ConstrainedMixin:
         elif self.args.constrained:
             warnings.warn(f"{path} not found: the dual variables restart from `dual_init`.", stacklevel=2)
 
-    def create_model_card(self, *args, **kwargs) -> None:
-        """The base trainer's model card, plus a section with α, the final dual variables and the layer losses."""
+    def create_model_card(self, model_name: str | None = None, dataset_name: str | None = None,
+                          tags: str | list[str] | None = None, license: str | None = None, **kwargs) -> None:  # fmt: skip
+        """The parent trainer's model card (TRL's or transformers'; ``dataset_name`` is understood by both), its
+        metadata completed (:func:`~hf_cut.model_card.complete_card`: base model, license, library, the hf-cut and
+        arXiv tags, the Hub datasets) and a section with α, the final dual variables, the layer losses and the
+        command, secrets and local paths left out. ``license``: the argument, else ``args.license``, else the base
+        model's when known."""
         if not self.is_world_process_zero():
             return
-        super().create_model_card(*args, **kwargs)
+        parent = super().create_model_card
+        if "dataset_name" in inspect.signature(parent).parameters:  # TRL's
+            parent(model_name=model_name, dataset_name=dataset_name, tags=tags)
+        else:  # transformers.Trainer's
+            parent(model_name=model_name, tags=tags, dataset=kwargs.pop("dataset", dataset_name), **kwargs)
         path = os.path.join(self.args.output_dir, "README.md")
         if not os.path.isfile(path):
             return
+        base = base_model_id(self.accelerator.unwrap_model(self.model))
+        license = license or self.args.license or base_model_license(self.model, base)
+        complete_card(path, base, license, datasets=[dataset_name] if dataset_name else [])
         section = constraint_section(
             self.args,
             self.duals.multipliers.tolist(),
@@ -302,3 +348,11 @@ class ConstrainedMixin:
         )
         with open(path, "a", encoding="utf-8") as f:
             f.write("\n" + section)
+
+    def _save(self, output_dir: str | None = None, state_dict=None) -> None:
+        """The parent's save, plus the dual variables beside the weights (they are part of the trained model's
+        record: the card's table reads them, and a push uploads them)."""
+        super()._save(output_dir, state_dict)
+        if self.args.should_save:
+            output_dir = output_dir if output_dir is not None else self.args.output_dir
+            torch.save(self.duals.state_dict(), os.path.join(output_dir, DUALS_NAME))

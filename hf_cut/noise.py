@@ -2,8 +2,9 @@
 
 ``σ_x`` is the standard deviation of the clean embedding entries of the batch, over non-padding positions, detached.
 The perturbation is a forward hook on the model's input embedding module, so it acts in training, evaluation and
-generation alike (each cached generation step perturbs the embeddings of its new tokens), and it draws from torch's
-global RNG, which the Trainer checkpoints: a resumed run replays the same noise.
+generation alike (each cached generation step perturbs the embeddings of its new tokens) — unless it is
+``training_only``, as the trainers' hook is by default: it then perturbs only forwards in training mode, like
+NEFTune. It draws from torch's global RNG, which the Trainer checkpoints: a resumed run replays the same noise.
 """
 
 from __future__ import annotations
@@ -20,6 +21,8 @@ class EmbeddingNoise:
     Args:
         gamma: γ, the noise scale relative to ``σ_x``; 0 leaves the embeddings untouched (unless ``mean`` ≠ 0).
         mean: μ, the mean of the noise.
+        training_only: perturb only while the embedding module is in training mode (``model.train()``); evaluation and
+            generation (``model.eval()``) then see clean embeddings.
 
     Example:
         >>> noise = EmbeddingNoise(gamma=0.5).attach(model)
@@ -28,11 +31,12 @@ class EmbeddingNoise:
         >>> noise.remove()
     """
 
-    def __init__(self, gamma: float = 0.0, mean: float = 0.0) -> None:
+    def __init__(self, gamma: float = 0.0, mean: float = 0.0, training_only: bool = False) -> None:
         if gamma < 0:
             raise ValueError(f"`noise_gamma` must be >= 0, got {gamma}.")
         self.gamma = float(gamma)
         self.mean = float(mean)
+        self.training_only = bool(training_only)
         self._handles: list[torch.utils.hooks.RemovableHandle] = []
         self._attention_mask: torch.Tensor | None = None
 
@@ -79,7 +83,7 @@ class EmbeddingNoise:
         return eps + self.mean if self.mean else eps
 
     def _perturb(self, module: nn.Module, args: tuple, output: torch.Tensor) -> torch.Tensor | None:
-        if self.gamma == 0.0 and self.mean == 0.0:
+        if (self.gamma == 0.0 and self.mean == 0.0) or (self.training_only and not module.training):
             return None  # exactly the clean embeddings
         mask = self._attention_mask
         if mask is not None and output.dim() == 3:

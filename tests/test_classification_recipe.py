@@ -322,7 +322,8 @@ def test_matches_trainer_evaluate_and_naive_accuracy(data, tokenizer, tmp_path):
     metrics = trainer.evaluate()
     trainer.noise.gamma = 0.5
     record = evaluate_classifier(trainer.model, tokenizer, test, gamma=0.0, batch_size=len(test), noise=trainer.noise)
-    assert trainer.noise.gamma == 0.5 and trainer.noise.attached
+    # the session attached the trainer's (detached) hook for its pass, restored γ and removed it
+    assert trainer.noise.gamma == 0.5 and not trainer.noise.attached
     expected = [metrics[f"eval_layer_loss/{l}"] for l in range(4)]
     assert record["layer_losses"] == pytest.approx(expected, abs=1e-5)
     # tokenised input, several batches: the same per-example losses

@@ -71,3 +71,72 @@ def test_hook_uses_model_attention_mask_and_torch_rng():
 def test_negative_gamma_rejected():
     with pytest.raises(ValueError, match="noise_gamma"):
         EmbeddingNoise(gamma=-0.1)
+
+
+# --- The trainers' noise: a training intervention ---
+
+
+def _trained_with_noise(tmp_path, tokenizer, dataset, **overrides):
+    from tests.conftest import tiny_trainer
+
+    trainer = tiny_trainer(tmp_path, tokenizer, dataset, noise_gamma=1.0, max_steps=2,
+                           **overrides)  # fmt: skip
+    trainer.eval_dataset = trainer.train_dataset.select(range(8))
+    return trainer
+
+
+def test_training_noise_acts_on_training_forwards_only(tmp_path, tokenizer, dataset):
+    """Trained with γ = 1: the hook perturbs the training forwards (the loss differs from a clean forward of the same
+    batch), is removed when train() returns, and evaluate() twice and greedy generation twice agree exactly."""
+    trainer = _trained_with_noise(tmp_path, tokenizer, dataset)
+    seen = []
+    trainer.add_callback(type("Spy", (__import__("transformers").TrainerCallback,), {
+        "on_step_begin": lambda self, *a, **k: seen.append(trainer.noise.attached)})())  # fmt: skip
+    trainer.train()
+    assert seen == [True, True] and not trainer.noise.attached
+    model = trainer.model
+    batch = trainer._prepare_inputs(next(iter(trainer.get_eval_dataloader())))
+    model.train()
+    with trainer._noise_attached(), torch.no_grad():
+        torch.manual_seed(0)
+        noisy = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
+    clean = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
+    assert not torch.allclose(noisy, clean)  # training forwards are perturbed
+    first, second = trainer.evaluate(), trainer.evaluate()
+    assert first["eval_loss"] == second["eval_loss"]
+    assert first["eval_layer_loss/3"] == second["eval_layer_loss/3"]
+    model.eval()
+    ids = tokenizer(["the cat sat on"], return_tensors="pt")
+    outputs = [model.generate(**ids, max_new_tokens=6, do_sample=False).tolist() for _ in range(2)]
+    assert outputs[0] == outputs[1]
+
+
+def test_noise_at_eval_perturbs_evaluate(tmp_path, tokenizer, dataset):
+    trainer = _trained_with_noise(tmp_path, tokenizer, dataset, noise_at_eval=True)
+    torch.manual_seed(1)
+    first = trainer.evaluate()["eval_loss"]
+    torch.manual_seed(2)
+    second = trainer.evaluate()["eval_loss"]
+    trainer.args.noise_at_eval = False
+    clean = trainer.evaluate()["eval_loss"]
+    assert first != second and clean not in (first, second) and not trainer.noise.attached
+
+
+def test_hook_removed_when_training_raises(tmp_path, tokenizer, dataset):
+    trainer = _trained_with_noise(tmp_path, tokenizer, dataset)
+
+    def fail(*args, **kwargs):
+        assert trainer.noise.attached
+        raise RuntimeError("stop")
+
+    trainer.training_step = fail
+    with pytest.raises(RuntimeError, match="stop"):
+        trainer.train()
+    assert not trainer.noise.attached
+
+
+def test_noise_at_eval_must_be_a_bool(tmp_path):
+    from tests.conftest import train_args
+
+    with pytest.raises(ValueError, match="noise_at_eval"):
+        train_args(tmp_path, noise_at_eval="sometimes")

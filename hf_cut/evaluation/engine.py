@@ -23,9 +23,10 @@ def evaluate(task: Task, session: EvalSession, gamma: float, seed: int, alpha: f
     """Score the session's evaluation set once at noise level ``gamma`` (``torch.manual_seed(seed)`` first): the
     record ``{gamma, seed, <the task's fields>, <constraint statistics>}``."""
     model, noise = session.model, session.noise
-    previous, was_training = (noise.gamma, noise.mean), model.training
+    previous, was_training = (noise.gamma, noise.mean, noise.training_only), model.training
     model.eval()
-    noise.gamma, noise.mean = float(gamma), float(noise_mean)
+    # γ is set explicitly: it acts on these evaluation forwards even on a trainer's training-only hook
+    noise.gamma, noise.mean, noise.training_only = float(gamma), float(noise_mean), False
     torch.manual_seed(seed)
     sums, count, examples, metric_sums = None, 0.0, [], {}
     try:
@@ -37,7 +38,7 @@ def evaluate(task: Task, session: EvalSession, gamma: float, seed: int, alpha: f
             for key, value in scored.metric_sums.items():
                 metric_sums[key] = metric_sums.get(key, 0.0) + value
     finally:
-        noise.gamma, noise.mean = previous
+        noise.gamma, noise.mean, noise.training_only = previous
         model.train(was_training)
     if not examples:
         raise ValueError("The evaluation set is empty.")

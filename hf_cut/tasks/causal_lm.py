@@ -46,18 +46,22 @@ def eval_trainer(model, tokenizer, dataset, batch_size: int):
 
 
 def session_from_trainer(trainer) -> EvalSession:
-    """A session over a trainer's eval set and its own noise hook (left attached: the trainer owns it)."""
+    """A session over a trainer's eval set and its own noise hook (attached for the session when the trainer has it
+    detached, as it has outside ``train()``)."""
 
     def batches():
         for batch in trainer.get_eval_dataloader():
             yield trainer._prepare_inputs(batch)
 
-    return EvalSession(model=trainer.model, batches=batches, noise=trainer.noise, state={"trainer": trainer})
+    owns = not trainer.noise.attached
+    if owns:
+        trainer.noise.attach(trainer.noise_target)
+    return EvalSession(model=trainer.model, batches=batches, noise=trainer.noise, owns_noise=owns,
+                       state={"trainer": trainer})  # fmt: skip
 
 
 def open_session(model, tokenizer, dataset, batch_size: int, noise=None, **_) -> EvalSession:
     session = session_from_trainer(eval_trainer(model, tokenizer, dataset, batch_size))
-    session.owns_noise = True  # the throwaway trainer's hook
     return session
 
 

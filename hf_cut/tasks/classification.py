@@ -70,9 +70,9 @@ def open_session(model, tokenizer, dataset, batch_size: int, noise: EmbeddingNoi
         raise ValueError("The evaluation set is empty.")
     ensure_readout(model)
     device = next(model.parameters()).device
-    owns = noise is None
+    owns = noise is None or not noise.attached  # a hook given detached (a trainer's after train()) is attached here
     if owns:
-        noise = EmbeddingNoise(0.0).attach(base_model(model))
+        noise = (noise or EmbeddingNoise(0.0)).attach(base_model(model))
 
     def batches():
         for inputs, labels in _batches(tokenizer, dataset, batch_size, max_length):

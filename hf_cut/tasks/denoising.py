@@ -25,9 +25,9 @@ def load(path: str):
 def open_session(model, processor, dataset, batch_size: int, noise: EmbeddingNoise | None = None, **_) -> EvalSession:
     data = dataset.with_format("torch", columns=["noisy_frames", "labels"])
     device = next(model.parameters()).device
-    owns = noise is None
+    owns = noise is None or not noise.attached  # a hook given detached (a trainer's after train()) is attached here
     if owns:
-        noise = EmbeddingNoise(0.0).attach(model)
+        noise = (noise or EmbeddingNoise(0.0)).attach(model)
     state = {"pixels": None}
 
     def batches():
