@@ -124,3 +124,12 @@ def need_installed(present: bool, what: str) -> None:
         if os.environ.get("HF_CUT_REQUIRE_REAL_ASSETS") == "1":
             pytest.fail(f"{what} is not installed but HF_CUT_REQUIRE_REAL_ASSETS=1 (bash scripts/install.sh)")
         pytest.skip(f"{what} is not installed (bash scripts/install.sh)")
+
+
+def require(module: str):
+    """Import an optional test dependency: skipped where it is missing, a failure where CI installed it
+    (``HF_CUT_REQUIRE_REAL_ASSETS=1``), never a silent skip of a broken install."""
+    try:
+        return importlib.import_module(module)
+    except ImportError as err:
+        need_installed(False, f"{module} ({err})")

@@ -32,7 +32,7 @@ from hf_cut.evaluation.local_annotator import (
     unigram_f1,
 )
 from hf_cut.models import tiny_llama_config
-from tests.conftest import load_script
+from tests.conftest import load_script, require
 
 ROOT = Path(__file__).resolve().parents[1]
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
@@ -179,7 +179,7 @@ def test_exact_match_judge_matches_hand_verdicts():
         ("Add 2 and 3.", "6", "5.", 2.0),
         ("Reverse: a b", "a b", "ab", 1.5),
     ]
-    pytest.importorskip("alpaca_eval")
+    require("alpaca_eval")
     from alpaca_eval.annotators import PairwiseAnnotator
 
     annotator = PairwiseAnnotator(annotators_config=str(LOCAL_ANNOTATOR_DIR),
@@ -206,7 +206,7 @@ def test_f1_judge_gives_partial_credit_by_hand():
         ("Capital of France?", "Lyon", "Paris France", 2.0),
         ("Count: one two", "two one", "One, two.", 1.5),  # both F1 = 1: a draw
     ]
-    pytest.importorskip("alpaca_eval")
+    require("alpaca_eval")
     model = [{"instruction": i, "output": b, "generator": "m"} for i, _, b, _ in pairs]
     reference = [{"instruction": i, "output": a, "generator": "r"} for i, a, _, _ in pairs]
     result = judge_pairwise(model, reference, annotators_config="local-f1", answers=answers)
@@ -256,7 +256,7 @@ def test_output_file_has_alpaca_eval_format(tmp_path):
     ]
     with pytest.raises(ValueError):
         write_model_outputs(rows, ["only one"], "tiny", path)
-    alpaca_utils = pytest.importorskip("alpaca_eval.utils")
+    alpaca_utils = require("alpaca_eval.utils")
     frame = alpaca_utils.load_or_convert_to_dataframe(path)
     assert list(frame.columns) == ["instruction", "output", "generator", "dataset"]
 
@@ -284,7 +284,7 @@ def test_local_judge_matches_hand_computation():
         assert local_judge_verdict(out_2, out_1, ANSWERS.get(instruction)) == 3 - verdict  # symmetric
 
     # the same verdicts through alpaca-eval's own annotator, loading the config from its directory path
-    pytest.importorskip("alpaca_eval")
+    require("alpaca_eval")
     from alpaca_eval.annotators import PairwiseAnnotator
 
     annotator = PairwiseAnnotator(
@@ -296,7 +296,7 @@ def test_local_judge_matches_hand_computation():
 
 
 def test_judge_pairwise_local_win_rate():
-    pytest.importorskip("alpaca_eval")
+    require("alpaca_eval")
     model = [{"instruction": i, "output": o2, "generator": "model"} for i, _, o2, _ in HAND_PAIRS]
     reference = [{"instruction": i, "output": o1, "generator": "ref"} for i, o1, _, _ in HAND_PAIRS]
     reference.append({"instruction": "unused", "output": "x", "generator": "ref"})  # extra reference rows are dropped
@@ -317,7 +317,7 @@ def _load_cli():
 
 
 def test_sweep_end_to_end_with_local_annotator(tiny_models, tmp_path):
-    pytest.importorskip("alpaca_eval")
+    require("alpaca_eval")
     _, _, _, paths = tiny_models
     cli = _load_cli()
     out = tmp_path / "sweep"
@@ -351,7 +351,7 @@ def test_sweep_end_to_end_with_local_annotator(tiny_models, tmp_path):
 
 
 def test_sweep_with_training_prompts_and_exact_match(tiny_models, tmp_path):
-    pytest.importorskip("alpaca_eval")
+    require("alpaca_eval")
     from hf_cut.evaluation.alpaca import alpaca_eval_sweep
 
     _, _, _, paths = tiny_models

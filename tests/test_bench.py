@@ -64,19 +64,35 @@ def test_summarize_pairs_each_repeat_with_its_own_baseline(bench):
 
 
 def test_flop_model_matches_hand_arithmetic(bench):
-    """The cpu shape is chosen so that reading out every layer costs what it costs on the 32-layer Llama 3.1 8B."""
-    shape = bench.SHAPES["cpu"]
-    full = bench.flop_model(shape, "constrained_k1", activation_checkpointing=False)
-    assert 2.8 < full < 3.4  # Llama 3.1 8B per token: readout 1.05 GFLOP vs 0.44 per layer, 31 extra readouts ≈ +217%
-    sixteenth = bench.flop_model(shape, "constrained_f0.0625", activation_checkpointing=False)
-    assert 1.05 < sixteenth < 1.2  # the same on 1/16 of the tokens ≈ +14%
+    """The cpu shape (width 256, MLP 896, 4 layers, 4 heads / 1 key-value head, vocabulary 32,000, 256 positions,
+    prompts of 16–32 tokens), worked by hand: per position a decoder layer costs 2·(2·256² + 2·256·64 + 3·256·896)
+    + 2·257·256 = 1,835,520 FLOPs, a readout R = 2·256·32,000 = 16,384,000; 255 positions, 232 of them in the
+    completion (255 − (48/2 − 1))."""
+    R = 16_384_000
+    body3 = 1_835_520 * 4 * 256 * 3  # forward + backward of the 4 layers over 256 positions
+    body4 = 1_835_520 * 4 * 256 * 4  # + the recomputed forward (activation checkpointing)
+    base3, base4 = body3 + 4 * R * 255, body4 + 4 * R * 255  # plain SFT on CPU scores every position
+    ours = lambda body, extra: (body + 4 * R * 232 + extra)  # noqa: E731  ℓ_L on the completion, plus the layers
+    # every layer on every token: layers 1–3 with grad (4 R each), layer 0 without (R): 13 R per completion token
+    full = bench.flop_model(bench.SHAPES["cpu"], "constrained_k1", activation_checkpointing=False)
+    assert full == pytest.approx(ours(body3, 13 * R * 232) / base3, rel=1e-12)
+    assert full == pytest.approx(70_257_213_440 / 22_350_397_440, abs=1e-12)  # ≈ Llama 3.1 8B's +217%: the shape was chosen for it
+    sixteenth = bench.flop_model(bench.SHAPES["cpu"], "constrained_f0.0625", activation_checkpointing=False)
+    assert sixteenth == pytest.approx(ours(body3, 13 * R * 232 / 16) / base3, rel=1e-12)
     # every layer on every token, every 16th step: on average the FLOPs of 1/16 of the tokens at every step
-    assert bench.flop_model(shape, "constrained_k16", activation_checkpointing=False) == pytest.approx(sixteenth)
-    assert bench.flop_model(shape, "sft", activation_checkpointing=True) == 1.0
-    # the default budget adds 10% of the trainer's FLOP count of a plain step; the benchmark's plain SFT on CPU also
-    # scores the prompt (hf-cut only the completion), so its ratio is lower
-    assert 1.0 < bench.flop_model(shape, "constrained_budget", activation_checkpointing=True) < 1.10
-    assert bench.flop_model(shape, "erm", activation_checkpointing=True) < 1.0  # hf-cut scores the completion only
+    assert bench.flop_model(bench.SHAPES["cpu"], "constrained_k16", activation_checkpointing=False) == pytest.approx(
+        sixteenth, rel=1e-12
+    )
+    assert bench.flop_model(bench.SHAPES["cpu"], "sft", activation_checkpointing=True) == 1.0
+    # the default budget (0.1 of the trainer's plain step, 8·3,407,872 + 4 R = 92,798,976 per token): 0.5664 readouts,
+    # so m = 1 layer with grad on 0.4248/4 = 0.1062 of the tokens and the 3 others on 0.5664/4/3 = 0.0472
+    budget = bench.flop_model(bench.SHAPES["cpu"], "constrained_budget", activation_checkpointing=True)
+    extra = R * 232 * (4 * 0.1062 + 3 * 0.0472)
+    assert budget == pytest.approx(ours(body4, extra) / base4, rel=1e-9)
+    # ERM measures nothing on unlogged steps and scores the completion only
+    assert bench.flop_model(bench.SHAPES["cpu"], "erm", activation_checkpointing=True) == pytest.approx(
+        ours(body4, 0) / base4, rel=1e-12
+    )
 
 
 def test_write_markdown_replaces_only_the_marked_block(bench, tmp_path):

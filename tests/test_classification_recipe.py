@@ -228,6 +228,30 @@ def test_default_recipe_runs(default_run):
     assert "| layer" in stdout and "test: accuracy" in stdout
 
 
+def test_default_recipe_numbers_against_a_naive_pass(default_run):
+    """The held-out layer losses and accuracy the recipe reports, recomputed from the saved model one example at a
+    time: BERT's encoder with every hidden state, each state through the model's own pooler and classifier, the
+    cross-entropy with the label; accuracy from the model's own logits."""
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+    out, _ = default_run
+    split = json.loads((out / "layer_losses.json").read_text())["splits"]["test"]
+    model = AutoModelForSequenceClassification.from_pretrained(out).eval()
+    tokenizer = AutoTokenizer.from_pretrained(out)
+    test = load_classification_dataset("builtin", seed=0)["test"].select(range(32))
+    losses, correct = torch.zeros(4, dtype=torch.float64), 0
+    with torch.no_grad():
+        for text, label in zip(test["text"], test["label"]):
+            inputs = tokenizer(text, return_tensors="pt", truncation=True, max_length=64)
+            states = model.bert(**inputs, output_hidden_states=True).hidden_states
+            for l, h in enumerate(states):
+                logits = model.classifier(model.bert.pooler(h)).double()
+                losses[l] += torch.nn.functional.cross_entropy(logits, torch.tensor([label]))
+            correct += int(model(**inputs).logits.argmax(-1).item() == label)
+    assert split["layer_losses"] == pytest.approx((losses / len(test)).tolist(), rel=1e-4)
+    assert split["accuracy"] == correct / len(test)
+
+
 def test_recipe_reports_every_evaluation_split(recipe, tmp_path, capsys):
     """Sentence pairs with MNLI's layout (saved to disk): both labelled validation splits evaluated and reported."""
     from datasets import ClassLabel, DatasetDict, Features, Value

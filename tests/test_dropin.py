@@ -81,11 +81,16 @@ def test_trl_sft_script_with_constrained_trainer(swapped_script, model_and_data,
 
 def test_trl_sft_script_with_constraint_flags(swapped_config_script, model_and_data, tmp_path):
     """Both classes swapped, `--dual_lr 0.5` on the 4-layer model with the default resilience (β = 1/4 < η_d, refused
-    by an earlier release): trains, and the duals stay finite, non-negative and within their bound β·max ŝ."""
+    by an earlier release): trains, and the logged duals follow the implicit step at η_d = 0.5 from the logged slacks."""
     logged = _run_script(swapped_config_script, model_and_data, tmp_path / "out", 6, "--dual_lr", "0.5")
     assert len(logged) == 6
     duals = [[h[f"dual/{l}"] for l in range(1, 5)] for h in logged]
     slacks = [[h[f"slack/{l}"] for l in range(1, 5)] for h in logged]
-    assert all(0 <= d < float("inf") for row in duals for d in row)
-    bound = [0.25 * max(max(s[l], 0) for s in slacks) for l in range(4)]
-    assert all(row[l] <= bound[l] + 1e-6 for row in duals for l in range(4))
+    # the implicit resilient step recomputed by hand from the logged slacks (one micro-batch a step, logged after
+    # the step's dual update): λ ← max(0, (λ + 0.5 ŝ) / (1 + 0.5/β)), β = 1/4; with the flag dropped (η_d = 0.01)
+    # the recurrence would give other values
+    lam = [0.0] * 4
+    for row, slack in zip(duals, slacks):
+        lam = [max(0.0, (lam[l] + 0.5 * slack[l]) / (1 + 0.5 / 0.25)) for l in range(4)]
+        assert row == pytest.approx(lam, abs=1e-5)
+    assert max(lam) > 0

@@ -127,6 +127,37 @@ def test_default_recipe_runs(default_run):
     assert [r[0] for r in rows] == [str(l) for l in range(L + 1)]
 
 
+def test_default_recipe_layer_losses_against_full_logits(default_run):
+    """The held-out layer losses the recipe reports, recomputed from the saved model by a naive pass: the held-out
+    examples tokenised by TRL itself, every layer's full logits (final norm, then the head; the last state as the
+    model returns it), the mean NLL over the completion tokens of all examples."""
+    import transformers
+    from trl import SFTConfig, SFTTrainer
+
+    from hf_cut.data import builtin_instruction_dataset
+
+    out, _ = default_run
+    summary = json.loads((out / "layer_losses.json").read_text())
+    model = transformers.AutoModelForCausalLM.from_pretrained(out).eval()
+    tokenizer = transformers.AutoTokenizer.from_pretrained(out)
+    test = builtin_instruction_dataset(seed=0)["test"].select(range(32))
+    args = SFTConfig(output_dir=str(out / "naive"), max_length=128, use_cpu=True, bf16=False, report_to=[])
+    rows = SFTTrainer(model=model, args=args, train_dataset=test, processing_class=tokenizer).train_dataset
+    sums, count = torch.zeros(7, dtype=torch.float64), 0
+    with torch.no_grad():
+        for row in rows:
+            ids = torch.tensor([row["input_ids"]])
+            target = torch.tensor(row["labels"][1:]) != -100  # TRL's labels: -100 on the prompt
+            states = model(input_ids=ids, output_hidden_states=True).hidden_states
+            for l, h in enumerate(states):
+                h = h if l == len(states) - 1 else model.model.norm(h)
+                logp = torch.log_softmax(model.lm_head(h[0, :-1]).double(), -1)
+                sums[l] -= logp.gather(-1, ids[0, 1:, None])[:, 0][target].sum()
+            count += int(target.sum())
+    assert count > 0
+    assert summary["layer_losses"] == pytest.approx((sums / count).tolist(), rel=1e-4)
+
+
 def test_plot_cli_on_recipe_output(default_run, tmp_path, capsys):
     out, _ = default_run
     cli = load_script(ROOT / "eval" / "plot_layer_losses.py")

@@ -186,17 +186,22 @@ def test_resilience_auto_is_one_over_depth(tmp_path, tokenizer, dataset):
 
 
 def test_dual_lr_above_one_over_depth_trains(tmp_path, tokenizer, dataset):
-    """η_d = 0.5 > β = 1/L (L = 3): trains; the duals stay finite, non-negative and under their bound β·max ŝ."""
+    """η_d = 0.5 > β = 1/L (L = 3): trains, and λ follows the implicit resilient step recomputed by hand from the
+    layer losses each step handed to the duals, λ ← max(0, (λ + η_d ŝ) / (1 + η_d/β)), ŝ_l = ℓ_l − 0.9 ℓ_{l−1}."""
     trainer = tiny_trainer(tmp_path, tokenizer, dataset, max_steps=12, dual_lr=0.5, resilience_coef="auto")
     seen = []
-    step = trainer.duals.step
-    trainer.duals.step = lambda *a, **k: seen.append(step(*a, **k).clone()) or seen[-1]
+    accumulate = trainer.duals.accumulate
+    trainer.duals.accumulate = lambda losses, count: seen.append(losses.detach().double().clone()) or accumulate(
+        losses, count
+    )
     trainer.train()
-    lam = trainer.dual_variables.double()
-    assert len(seen) == 12 and torch.isfinite(lam).all() and (lam >= 0).all()
-    # a convex combination of the previous λ and β·ŝ at every step: never above β·(max slack seen), never negative
-    bound = (1 / 3) * torch.stack(seen).clamp(min=0).max(dim=0).values
-    assert (lam <= bound + 1e-9).all()
+    assert len(seen) == 12  # one micro-batch a step: each step's slack is its own batch's
+    lam = torch.zeros(3, dtype=torch.float64)
+    for losses in seen:
+        slack = losses[1:] - 0.9 * losses[:-1]
+        lam = torch.clamp((lam + 0.5 * slack) / (1 + 0.5 / (1 / 3)), min=0)
+    assert (lam > 0).any()
+    assert torch.allclose(trainer.dual_variables.double(), lam, atol=1e-5)
 
 
 def test_deep_supervision_needs_unconstrained(tmp_path):
@@ -227,8 +232,16 @@ def test_model_card_records_constraints(tmp_path, tokenizer, dataset):
     card = (tmp_path / "out" / "README.md").read_text()
     assert "hf-cut" in card and "2601.17257" in card
     assert "| descent_alpha (α) | 0.15 |" in card
-    for value in trainer.dual_variables.tolist():
-        assert f"{value:.4f}" in card
+    # the layer table, row by row: layer l, its last logged training loss, λ_l (none for the embeddings' row 0)
+    lines = card[card.index("| layer l |") :].splitlines()
+    assert lines[0] == "| layer l | train loss ℓ_l | dual λ_l |"
+    rows = [[cell.strip() for cell in line.strip("|").split("|")] for line in lines[2:6]]
+    logged = [h for h in trainer.state.log_history if "layer_loss/0" in h][-1]
+    duals = trainer.dual_variables.tolist()
+    assert all(torch.tensor(d) > 0 for d in duals)
+    for l, (layer, loss, dual) in enumerate(rows):
+        assert layer == str(l) and loss == f"{logged[f'layer_loss/{l}']:.4f}"
+        assert dual == ("–" if l == 0 else f"{duals[l - 1]:.4f}")
 
 
 def test_model_by_path_with_lora(tmp_path, tokenizer, dataset):
