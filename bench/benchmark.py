@@ -58,6 +58,10 @@ SHAPES: dict[str, dict[str, Any]] = {
     # Llama 3.2 1B's widths and depth with an untied head: 1.5B parameters, bf16 (docs/scaling.md)
     "gpu_1b": dict(hidden=2048, intermediate=8192, layers=16, heads=32, kv_heads=8, vocab=128256, seq=1024, batch=4,
                    prompt_len=(32, 128), dtype="bfloat16", device="cuda"),
+    # Llama 3.1 8B's widths, heads and vocabulary with 2 layers, 1,024 tokens, fp32 on CPU; a stateless optimizer (SGD)
+    # so that weights and gradients (1.49B parameters, ~12 GB) fit in 24 GiB: the readout's memory at the real shapes
+    "cpu_8b_widths": dict(hidden=4096, intermediate=14336, layers=2, heads=32, kv_heads=8, vocab=128256, seq=1024,
+                          batch=1, prompt_len=(32, 128), dtype="float32", device="cpu", optim="sgd"),
 }  # fmt: skip
 QUICK_SHAPES: dict[str, dict[str, Any]] = {
     "cpu": dict(hidden=32, intermediate=64, layers=2, heads=4, kv_heads=2, vocab=512, seq=32, batch=2,

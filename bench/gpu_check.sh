@@ -5,7 +5,9 @@
 #   2. QLoRA (4-bit nf4, LoRA on every linear layer) for 20 steps on a 1B-shaped Llama saved from its config;
 #   3. DeepSpeed ZeRO-3 and FSDP2 on one process: 20 steps with a checkpoint at step 10, then a run resumed from it
 #      (the duals must be in the checkpoint and the resumed run must end where the uninterrupted one did).
-# No download: every model is built from a config, the data is the built-in set.
+# Checks 2 and 3 run the Llama 3.1 8B recipe itself (recipes/llama31_8b_alpaca.yaml: bf16, activation checkpointing,
+# 1,024 tokens, batch 4 × 8, the default layer_loss_budget), the model given by path as the Hub name would be.
+# No download: every model is built from a config, the data is the built-in set written as a local JSON file.
 #   bash bench/gpu_check.sh [OUT_DIR]               # default outputs/gpu_check; writes OUT_DIR/gpu_check.json
 #   bash bench/gpu_check.sh --dry-run [OUT_DIR]     # every command assembled and every config parsed; nothing runs
 # Needs `bash scripts/install.sh quant,deepspeed` on the GPU machine.
@@ -17,8 +19,10 @@ if [[ "${1:-}" == "--dry-run" ]]; then DRY=1; shift; fi
 OUT=${1:-outputs/gpu_check}
 PY=${PYTHON:-python}
 mkdir -p "$OUT"
-RECIPE=(recipes/llama_sft.py --config recipes/llama_sft.yaml --use_cpu false --bf16 true --report_to none)
-STEPS=(--max_steps 20 --save_strategy steps --save_steps 10 --logging_steps 5)
+DATA="$OUT/instructions.json"
+RECIPE=(recipes/llama_sft.py --config recipes/llama31_8b_alpaca.yaml --model_name_or_path "$OUT/model_1b"
+        --dataset_name "$DATA" --report_to none)
+STEPS=(--max_steps 20 --save_strategy steps --save_steps 10 --logging_steps 5 --eval_steps 10)
 declare -a NAMES=() CMDS=()
 add() { NAMES+=("$1"); shift; CMDS+=("$(printf '%q ' "$@")"); }
 
@@ -27,7 +31,8 @@ add bench_1b "$PY" bench/benchmark.py --shapes gpu_1b --variants erm constrained
 add bench_8b_widths "$PY" bench/benchmark.py --shapes gpu --variants erm constrained_budget constrained_k1 --repeats 2 \
   --steps 8 --warmup 2 --output "$OUT/bench_8b_widths.json" --no-markdown
 add model_1b "$PY" bench/make_model.py --shape gpu_1b --output "$OUT/model_1b"
-add qlora accelerate launch --num_processes 1 "${RECIPE[@]}" --model_name_or_path "$OUT/model_1b" --use_peft \
+add data "$PY" -c "import sys; from hf_cut.data import builtin_instruction_dataset as b; b(seed=0)['train'].to_json(sys.argv[1])" "$DATA"
+add qlora accelerate launch --num_processes 1 "${RECIPE[@]}" --use_peft \
   --load_in_4bit --lora_target_modules all-linear --lora_r 16 --lora_alpha 32 --learning_rate 2e-4 --max_steps 20 \
   --logging_steps 5 --save_strategy no --output_dir "$OUT/qlora"
 for engine in zero3 fsdp2; do
@@ -52,9 +57,10 @@ import torch
 # transformers refuses bf16 where no GPU is: on such a machine the recipe's flags are parsed with the CPU's
 device = ["--use_cpu", "false", "--bf16", "true"] if torch.cuda.is_available() else ["--use_cpu", "true", "--bf16", "false"]
 parsed = llama_sft.make_parser().parse_args_and_config(
-    ["--config", "recipes/llama_sft.yaml", *device, "--max_steps", "20", "--use_peft", "--load_in_4bit",
+    ["--config", "recipes/llama31_8b_alpaca.yaml", *device, "--max_steps", "20", "--use_peft", "--load_in_4bit",
      "--lora_target_modules", "all-linear"])
-configs["recipe"] = {"max_steps": parsed[1].max_steps, "bf16": parsed[1].bf16, "load_in_4bit": parsed[2].load_in_4bit}
+configs["recipe"] = {"max_steps": parsed[1].max_steps, "bf16": parsed[1].bf16, "load_in_4bit": parsed[2].load_in_4bit,
+                     "layer_loss_budget": parsed[1].layer_loss_budget, "max_length": parsed[1].max_length}
 sys.path.insert(0, "bench")
 import benchmark  # the benchmark's own parser checks the shapes and variants named above
 for shape in ("gpu_1b", "gpu"):

@@ -159,6 +159,7 @@ def run(spec: dict[str, Any]) -> dict[str, Any]:
             seed=seed,
             data_seed=seed,
             dataloader_num_workers=0,
+            **({"optim": shape["optim"]} if "optim" in shape else {}),
         )
         if variant["trainer"] == "sft":
             args, trainer_cls = SFTConfig(**common), SFTTrainer

@@ -178,11 +178,14 @@ def test_gpu_check_dry_run_assembles_every_command_and_parses_its_configs(tmp_pa
     assert result.returncode == 0, result.stderr[-3000:]
     report = json.loads((tmp_path / "gpu_check.json").read_text())
     checks = {c["check"]: c for c in report["checks"]}
-    assert set(checks) == {"bench_1b", "bench_8b_widths", "model_1b", "qlora", "zero3", "zero3_resumed", "fsdp2",
-                           "fsdp2_resumed"}  # fmt: skip
+    assert set(checks) == {"bench_1b", "bench_8b_widths", "model_1b", "data", "qlora", "zero3", "zero3_resumed",
+                           "fsdp2", "fsdp2_resumed"}  # fmt: skip
     assert all(c["returncode"] is None for c in checks.values()) and report["dry_run"] is True
     assert "--load_in_4bit" in checks["qlora"]["command"] and "accelerate_configs/zero3.yaml" in checks["zero3"]["command"]
     assert "checkpoint-10" in checks["fsdp2_resumed"]["command"]
     configs = report["configs"]
     assert configs["zero3"]["distributed_type"].endswith("DEEPSPEED") and configs["fsdp2"]["distributed_type"].endswith("FSDP")
     assert configs["recipe"]["load_in_4bit"] is True and configs["bench_gpu_1b"]["shapes"] == ["gpu_1b"]
+    # the 8B recipe's own options, its default budget included
+    assert "recipes/llama31_8b_alpaca.yaml" in checks["zero3"]["command"]
+    assert configs["recipe"]["layer_loss_budget"] == 0.1 and configs["recipe"]["max_length"] == 1024
