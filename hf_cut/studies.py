@@ -18,6 +18,8 @@ seeds::
 Stages run in order, and inside a stage seed by seed (every run's seed 0 before any seed 1), so a study stopped early
 holds the same seeds for every setting. A run is trained when its model folder has no ``ood_sweep.json``; the file is
 read again after every run, so runs can be added while it goes; a run that fails is reported and the others go on.
+Several workers can share a study: each claims a run before training it (a ``.claim`` folder in the run's folder;
+remove the claims of an interrupted study before starting it again).
 After each run its sweep records, relabelled with the run's label and its model folder as ``path`` (one training
 seed), are merged into ``results/sweep.json`` (:func:`hf_cut.evaluation.report.merge_sweeps`), and its summary
 (runtime, dual variables, held-out layer losses) into ``results/runs.json``.
@@ -132,6 +134,17 @@ def _collect(run: Run, results: str) -> None:
         json.dump(dict(sorted(runs.items())), f, indent=1)
 
 
+def _claim(run: Run) -> bool:
+    """Take ``run`` for this worker: its folder made, then ``.claim`` inside it created atomically; another worker of
+    the same study that finds the claim goes on to the next run (start several to use several cores)."""
+    os.makedirs(run.output_dir, exist_ok=True)
+    try:
+        os.mkdir(os.path.join(run.output_dir, ".claim"))
+        return True
+    except FileExistsError:
+        return False
+
+
 def run_study(path: str, dry_run: bool = False, collect_only: bool = False) -> list[str]:
     """Train the study's missing runs one after another, collecting each; returns the keys of the runs that failed."""
     failed: list[str] = []
@@ -141,8 +154,9 @@ def run_study(path: str, dry_run: bool = False, collect_only: bool = False) -> l
                    and not os.path.isfile(os.path.join(r.output_dir, "ood_sweep.json"))]  # fmt: skip
         if dry_run or collect_only or not pending:
             break
-        run = pending[0]
-        os.makedirs(run.output_dir, exist_ok=True)
+        run = next((r for r in pending if _claim(r)), None)
+        if run is None:  # every pending run is another worker's
+            break
         command = [sys.executable, study["recipe"], *run.flags]
         print(f"[{time.strftime('%H:%M:%S')}] {run.key}: {' '.join(command)}", flush=True)
         with open(os.path.join(run.output_dir, "train.log"), "w", encoding="utf-8") as log:

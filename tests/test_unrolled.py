@@ -319,3 +319,22 @@ def test_default_recipe_end_to_end(tmp_path):
     ))
     sweep = json.loads((tmp_path / "sweep" / "ood_sweep.json").read_text())  # every task's file name
     assert sweep["records"][0]["rmse"] == pytest.approx(summary["rmse"], rel=1e-6)
+
+
+def test_impulse_noise_by_hand():
+    """Salt-and-pepper: p = 0 changes nothing, p = 1 leaves only 0s and 1s (about half each), p = 0.2 changes about a
+    fifth of the pixels; the clean targets never change and the same seed gives the same clips."""
+    from hf_cut.data.video import impulse_noise
+
+    ds = load_video_dataset("shapes", frame_size=8, num_frames=4, noise_std=0.2, num_train_examples=2,
+                            num_test_examples=64)["test"]  # fmt: skip
+    noisy, clean = ds[:]["noisy_frames"], ds[:]["labels"]
+    assert torch.equal(impulse_noise(ds, 0.0)[:]["noisy_frames"], noisy)
+    full = impulse_noise(ds, 1.0)[:]["noisy_frames"]
+    assert set(full.unique().tolist()) == {0.0, 1.0} and abs(full.mean().item() - 0.5) < 0.02
+    some = impulse_noise(ds, 0.2, seed=3)
+    changed = (some[:]["noisy_frames"] != noisy).float().mean().item()
+    assert abs(changed - 0.2) < 0.01 and torch.equal(some[:]["labels"], clean)
+    assert torch.equal(impulse_noise(ds, 0.2, seed=3)[:]["noisy_frames"], some[:]["noisy_frames"])
+    with pytest.raises(ValueError, match="fraction"):
+        impulse_noise(ds, 1.5)

@@ -37,6 +37,7 @@ __all__ = [
     "VIDEO_LAYOUTS",
     "VideoDataArguments",
     "find_videos",
+    "impulse_noise",
     "load_video_dataset",
     "load_video_folder",
     "moving_digits",
@@ -232,6 +233,22 @@ def _to_dataset(clean: np.ndarray, noise_std: float, seed: int, split_id: int, m
         columns[name] = list(values)
     dataset = Dataset.from_dict(columns, features=Features(features))
     return dataset.with_format("torch", columns=["noisy_frames", "labels"], output_all_columns=True)
+
+
+def impulse_noise(dataset: Dataset, fraction: float, seed: int = 0) -> Dataset:
+    """The clips of ``dataset`` with salt-and-pepper noise on their input (``noisy_frames``): a share ``fraction`` of
+    the pixels, drawn independently per pixel, set to 0 or 1 with equal odds; ``labels`` (the clean clips) unchanged.
+    A shift that is not more of the Gaussian noise: a test of robustness the training corruption does not rehearse."""
+    if not 0.0 <= fraction <= 1.0:
+        raise ValueError(f"`fraction` must be in [0, 1], got {fraction}.")
+    noisy = np.asarray(dataset.with_format("numpy")["noisy_frames"], dtype=np.float32)
+    rng = np.random.default_rng([seed, 7])
+    hit = rng.random(noisy.shape) < fraction
+    noisy = np.where(hit, (rng.random(noisy.shape) < 0.5).astype(np.float32), noisy)
+    clean = np.asarray(dataset.with_format("numpy")["labels"], dtype=np.float32)
+    features = Features({"noisy_frames": Array2D(noisy.shape[1:], "float32"), "labels": Array2D(clean.shape[1:], "float32")})
+    shifted = Dataset.from_dict({"noisy_frames": noisy, "labels": clean}, features=features)
+    return shifted.with_format("torch", columns=["noisy_frames", "labels"])
 
 
 # --- Real videos ---
