@@ -46,6 +46,8 @@ def main(args: argparse.Namespace) -> None:
         by_label.setdefault(r["model"], set()).add(r["gamma"])
     gammas = sorted(g for g in set.intersection(*by_label.values()) if g > 0)  # the γ every label was swept at
     methods = args.methods
+    if (args.mild is None or args.strong is None) and args.metric in ("rmse", "loss"):
+        raise SystemExit(f"--metric {args.metric}: give --mild and --strong (the defaults are read off an accuracy)")
     if args.mild is None or args.strong is None:
         every_gamma = frontier_points(result, gammas, args.metric, methods)
         mild, strong = pick_gammas(every_gamma, args.baseline, gammas, floor or 0.0)
@@ -77,7 +79,9 @@ def make_parser() -> argparse.ArgumentParser:
                         "best point keeps 90%% of its γ = 0 accuracy)")  # fmt: skip
     parser.add_argument("--strong", type=float, default=None,
                         help="strong γ (default: the first γ where it has lost half)")  # fmt: skip
-    parser.add_argument("--metric", default="token_accuracy", help="token_accuracy (causal LM) or accuracy")
+    parser.add_argument("--metric", default="token_accuracy",
+                        help="token_accuracy (causal LM), accuracy (classifier) or rmse (denoiser: lower is better; "
+                        "give --mild and --strong)")  # fmt: skip
     parser.add_argument("--methods", nargs="+", default=["ERM", "deep supervision", "constrained", "pretrained"],
                         help="method names the labels start with")  # fmt: skip
     parser.add_argument("--baseline", default="ERM", help="method whose curve picks the default γ")

@@ -72,6 +72,23 @@ def test_spread_decides_a_close_call():
     assert beyond_frontier(point, [noisy_base], 1.0) is False
 
 
+def test_lower_is_better_for_rmse():
+    """RMSE: a point beyond the frontier is *lower* under noise by more than the spread, at a clean RMSE at most the
+    spread above the baseline's; the same numbers read as an accuracy give the opposite verdict."""
+    base = {"label": "ERM", "method": "ERM", "clean": {"mean": 0.062, "std": 0.0002}, "2": {"mean": 0.173, "std": 0.0002}}
+    point = {"label": "c", "method": "constrained", "lower_is_better": True,
+             "clean": {"mean": 0.0622, "std": 0.0001}, "2": {"mean": 0.168, "std": 0.0001}}  # fmt: skip
+    # clean: 0.0622 − 0.062 = 0.0002 ≤ spread √(0.0002² + 0.0001²) = 0.000224: as good; under noise 0.005 lower
+    assert beyond_frontier(point, [base], 2.0) is True
+    assert beyond_frontier({**point, "2": {"mean": 0.1729, "std": 0.0001}}, [base], 2.0) is False  # 0.0001 < spread
+    assert beyond_frontier({**point, "lower_is_better": False}, [base], 2.0) is False
+    records = [{"model": "ERM γ=0", "path": f"s{i}", "gamma": g, "seed": 0, "rmse": r, "loss": 1.0,
+                "layer_losses": [1.0]} for i, (g, r) in enumerate([(0.0, 0.06), (2.0, 0.17)])]  # fmt: skip
+    records = [{**r, "path": "s0"} for r in records]
+    (point_of_records,) = frontier_points(SweepResult(records=records), [2.0], metric="rmse")
+    assert point_of_records["lower_is_better"] is True and point_of_records["2"]["mean"] == 0.17
+
+
 def test_pick_gammas_from_the_baseline():
     points = frontier_points(_result(), [0.5, 1.0, 2.0])
     # ERM's best point at the largest γ is "ERM γ=1": 0.70 clean; keeps ≥ 0.63 at γ 0.5 (0.66) only, ≤ 0.35 at γ 2

@@ -36,6 +36,8 @@ __all__ = [
 ]
 
 DEFAULT_METHODS = ("ERM", "deep supervision", "constrained", "pretrained")
+# metrics where lower is better (a denoiser's RMSE, a loss): "at least as good" and "beyond" flip their sign
+LOWER_IS_BETTER = ("rmse", "loss")
 
 
 def _method(label: str, methods: Sequence[str]) -> str | None:
@@ -52,7 +54,8 @@ def frontier_points(result: SweepResult, gammas: Sequence[float], metric: str = 
     for label, by_gamma in summary.items():
         if 0.0 not in by_gamma or any(g not in by_gamma for g in gammas):
             continue
-        point = {"label": label, "method": _method(label, methods), "num_seeds": by_gamma[0.0]["num_models"]}
+        point = {"label": label, "method": _method(label, methods), "num_seeds": by_gamma[0.0]["num_models"],
+                 "lower_is_better": metric in LOWER_IS_BETTER}  # fmt: skip
         for key, gamma in [("clean", 0.0), *((f"{g:g}", g) for g in gammas)]:
             row = by_gamma[gamma]
             point[key] = {"mean": row[f"{metric}_mean"], "std": row[f"{metric}_std"]}
@@ -62,18 +65,23 @@ def frontier_points(result: SweepResult, gammas: Sequence[float], metric: str = 
 
 def beyond_frontier(point: dict, others: Sequence[dict], gamma: float) -> bool | None:
     """Does ``point`` lie beyond the frontier of ``others`` at noise level ``gamma``, by more than the spread (module
-    doc)? None when ``others`` is empty."""
+    doc)? None when ``others`` is empty. For a metric where lower is better (``point["lower_is_better"]``: RMSE),
+    "more accurate" reads "lower"."""
     if not others:
         return None
     key = f"{gamma:g}"
+    sign = -1.0 if point.get("lower_is_better") else 1.0
 
     def spread(q: dict, field: str) -> float:
         return math.hypot(point[field]["std"], q[field]["std"])
 
-    as_accurate = [q for q in others if q["clean"]["mean"] >= point["clean"]["mean"] - spread(q, "clean")]
+    def ahead(q: dict, field: str) -> float:  # how much better the point is than q
+        return sign * (point[field]["mean"] - q[field]["mean"])
+
+    as_accurate = [q for q in others if -ahead(q, "clean") >= -spread(q, "clean")]
     if as_accurate:
-        return all(point[key]["mean"] - q[key]["mean"] > spread(q, key) for q in as_accurate)
-    return all(point[key]["mean"] - q[key]["mean"] >= -spread(q, key) for q in others)
+        return all(ahead(q, key) > spread(q, key) for q in as_accurate)
+    return all(ahead(q, key) >= -spread(q, key) for q in others)
 
 
 def pick_gammas(
@@ -130,27 +138,29 @@ def plot_frontier(report: dict, path: str, metric: str = "token accuracy", title
     import matplotlib.pyplot as plt
 
     fig, axes = plt.subplots(1, 2, figsize=(13, 5.5))
+    raw = bool(report["points"]) and report["points"][0].get("lower_is_better")  # RMSE: as is, not in %
+    scale, unit = (1.0, "") if raw else (100.0, " (%)")
     colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
     methods = list(dict.fromkeys(p["method"] for p in report["points"]))
     for ax, gamma in zip(axes, (report["mild_gamma"], report["strong_gamma"])):
         key = f"{gamma:g}"
         for i, method in enumerate(methods):
             pts = [p for p in report["points"] if p["method"] == method]
-            ax.errorbar([100 * p["clean"]["mean"] for p in pts], [100 * p[key]["mean"] for p in pts],
-                        xerr=[100 * p["clean"]["std"] for p in pts], yerr=[100 * p[key]["std"] for p in pts],
+            ax.errorbar([scale * p["clean"]["mean"] for p in pts], [scale * p[key]["mean"] for p in pts],
+                        xerr=[scale * p["clean"]["std"] for p in pts], yerr=[scale * p[key]["std"] for p in pts],
                         fmt=MARKERS.get(method, "D"), color=colors[i % len(colors)], label=method, capsize=3,
                         markersize=7)  # fmt: skip
             for p in pts:
                 setting = p["label"][len(method):].strip(" ,") or method
-                ax.annotate(setting, (100 * p["clean"]["mean"], 100 * p[key]["mean"]), fontsize=7,
+                ax.annotate(setting, (scale * p["clean"]["mean"], scale * p[key]["mean"]), fontsize=7,
                             xytext=(4, 4), textcoords="offset points")  # fmt: skip
         if report.get("floor") is not None:  # what a predictor that never reads its input scores
             ax.axhline(100 * report["floor"], color="gray", linestyle="--", linewidth=1)
             ax.annotate(f"input-free floor {100 * report['floor']:.1f}%", (0.01, 100 * report["floor"]),
                         xycoords=("axes fraction", "data"), fontsize=7, color="gray", xytext=(0, 3),
                         textcoords="offset points")  # fmt: skip
-        ax.set_xlabel(f"{metric} at γ = 0 (%)")
-        ax.set_ylabel(f"{metric} at γ = {key} (%)")
+        ax.set_xlabel(f"{metric} at γ = 0{unit}")
+        ax.set_ylabel(f"{metric} at γ = {key}{unit}")
         ax.set_title(f"γ = {key}")
         ax.grid(alpha=0.3)
     axes[0].legend(loc="best", fontsize=8)
@@ -174,6 +184,8 @@ def frontier_table(report: dict) -> str:
     lines = ["| " + " | ".join(head) + " |", "|" + " --- |" * len(head)]
 
     def cell(value: dict) -> str:
+        if report["points"] and report["points"][0].get("lower_is_better"):
+            return f"{value['mean']:.4f} ± {value['std']:.4f}"
         return f"{100 * value['mean']:.1f} ± {100 * value['std']:.1f}%"
 
     for p in sorted(report["points"], key=lambda p: (str(p["method"]), p["label"])):
