@@ -254,18 +254,20 @@ def training_seed_summary(
 
 
 def training_seed_table(
-    result: SweepResult, metric: str = "token_accuracy", percent: bool = True, rows: str = "gamma"
+    result: SweepResult, metric: str = "token_accuracy", percent: bool = True, rows: str = "gamma",
+    digits: int | None = None,
 ) -> str:
     """Markdown table of ``metric`` as mean ± std over training seeds (noise seeds averaged first; see
     :func:`training_seed_summary`), in % when ``percent``: one row per γ and one column per model label
     (``rows="gamma"``), or one row per label, with its number of training seeds, and one column per γ
-    (``rows="models"``, for studies of many settings)."""
+    (``rows="models"``, for studies of many settings). ``digits``: decimals shown (default 1 in %, 3 otherwise)."""
     if rows not in ("gamma", "models"):
         raise ValueError(f"rows must be 'gamma' or 'models', got {rows!r}")
     summary = training_seed_summary(result)
     labels = list(summary)
     gammas = sorted({g for by_gamma in summary.values() for g in by_gamma})
-    scale, unit, digits = (100.0, "%", 1) if percent else (1.0, "", 3)
+    scale, unit, default = (100.0, "%", 1) if percent else (1.0, "", 3)
+    digits = default if digits is None else digits
 
     def cell(label: str, gamma: float) -> str:
         row = summary[label].get(gamma)
@@ -289,7 +291,8 @@ def training_seed_table(
 
 
 def difference_table(
-    result: SweepResult, pairs: Sequence[tuple[str, str]], metric: str = "token_accuracy", percent: bool = True
+    result: SweepResult, pairs: Sequence[tuple[str, str]], metric: str = "token_accuracy", percent: bool = True,
+    digits: int | None = None,
 ) -> str:
     """Markdown table: for each pair of labels (A, B) and each γ both were swept at, ``mean_A − mean_B`` over training
     seeds (see :func:`training_seed_summary`), the combined spread ``√(std_A² + std_B²)`` in brackets, and ``*`` when
@@ -299,7 +302,8 @@ def difference_table(
         if label not in summary:
             raise ValueError(f"`differences`: no model is labelled {label!r}; the labels are {sorted(summary)}.")
     gammas = sorted(set.intersection(*(set(summary[a]) & set(summary[b]) for a, b in pairs)))
-    scale, digits = (100.0, 1) if percent else (1.0, 3)
+    scale, default = (100.0, 1) if percent else (1.0, 3)
+    digits = default if digits is None else digits
     lines = ["| comparison | " + " | ".join(f"γ = {g:g}" for g in gammas) + " |", "| --- |" + " --- |" * len(gammas)]
     for a, b in pairs:
         cells = []
