@@ -91,6 +91,12 @@ class LlamaSFTScriptArguments(ScriptArguments):
     tiny_hidden_size: int = field(default=128, metadata={"help": "Built-in model: width."})
     tiny_num_layers: int = field(default=6, metadata={"help": "Built-in model: number of decoder layers L."})
     tiny_num_heads: int = field(default=4, metadata={"help": "Built-in model: attention heads."})
+    sweep_gammas: list[float] = field(
+        default_factory=list,
+        metadata={"help": "Test perturbation levels γ of a γ sweep of the trained model on the held-out split, "
+                  "written to output_dir/ood_sweep.json (none by default)."},
+    )
+    sweep_seeds: list[int] = field(default_factory=lambda: [0], metadata={"help": "Noise seeds of the sweep."})
 
 
 def main(script_args, training_args, model_args):
@@ -200,6 +206,19 @@ def main(script_args, training_args, model_args):
             f"mean descent ratio {summary['descent_ratio_mean']:.4f}"
         )
         print(f"📈 Layer losses written to {json_path} and {png_path}.")
+
+    if script_args.sweep_gammas and trainer.is_world_process_zero():
+        from hf_cut.evaluation.engine import run_sweep
+        from hf_cut.evaluation.report import write_sweep
+        from hf_cut.evaluation.sweep import SweepResult, aggregate_records
+        from hf_cut.tasks.causal_lm import CAUSAL_LM
+
+        label, out = method_label(training_args), training_args.output_dir
+        records = run_sweep(CAUSAL_LM, [out], [label], [out], dataset["test"],  # the saved model, as users sweep it
+                            script_args.sweep_gammas, script_args.sweep_seeds, training_args.descent_alpha,
+                            training_args.per_device_eval_batch_size)  # fmt: skip
+        config = {"gammas": script_args.sweep_gammas, "seeds": script_args.sweep_seeds, "dataset": script_args.dataset_name}
+        write_sweep(SweepResult(records, aggregate_records(records), config), out)
 
     finish_run(trainer, script_args.dataset_name)
 

@@ -100,7 +100,7 @@ def default_run(tmp_path_factory):
     cmd = [
         sys.executable, str(RECIPE), "--config", str(ROOT / "recipes" / "llama_sft.yaml"),
         "--max_steps", "3", "--num_train_examples", "64", "--num_test_examples", "32",
-        "--logging_steps", "1", "--output_dir", str(out),
+        "--logging_steps", "1", "--output_dir", str(out), "--sweep_gammas", "0", "1", "--sweep_seeds", "0",
     ]  # fmt: skip
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false"}
     proc = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
@@ -156,6 +156,17 @@ def test_default_recipe_layer_losses_against_full_logits(default_run):
             count += int(target.sum())
     assert count > 0
     assert summary["layer_losses"] == pytest.approx((sums / count).tolist(), rel=1e-4)
+
+
+def test_recipe_sweep_at_gamma_zero_is_the_held_out_evaluation(default_run):
+    """`--sweep_gammas 0 1`: the saved model swept on the held-out split; at γ = 0 its layer losses are the recipe's
+    held-out ones (checked against full logits above), at γ = 1 the last layer's is higher."""
+    out, _ = default_run
+    summary = json.loads((out / "layer_losses.json").read_text())
+    records = {r["gamma"]: r for r in json.loads((out / "ood_sweep.json").read_text())["records"]}
+    assert set(records) == {0.0, 1.0} and records[0.0]["model"] == "constrained"
+    assert records[0.0]["layer_losses"] == pytest.approx(summary["layer_losses"], rel=1e-5)
+    assert records[1.0]["loss"] > records[0.0]["loss"]
 
 
 def test_plot_cli_on_recipe_output(default_run, tmp_path, capsys):
