@@ -7,28 +7,7 @@ python eval/generation_report.py docs/smollm2/generation --output docs/smollm2/g
 ```
 """
 
-import argparse
-import json
-
-
-def main(args: argparse.Namespace) -> dict:
-    from hf_cut.evaluation.generation_report import generation_table, summarise_generation
-
-    summary = summarise_generation(args.root)
-    print(generation_table(summary))
-    if args.output:
-        with open(args.output, "w", encoding="utf-8") as f:
-            json.dump(summary, f, indent=2)
-        print(f"Written: {args.output}")
-    return summary
-
-
-def make_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(description=__doc__.strip().splitlines()[0])
-    parser.add_argument("root", help="folder of <comparison>_s<seed>/alpaca_eval.json run directories")
-    parser.add_argument("--output", default=None, help="write the pooled summary as JSON here")
-    return parser
-
+from hf_cut.cli.generation_report import main, make_parser, run  # noqa: E402, F401  (`hf-cut generation-report`)
 
 if __name__ == "__main__":
-    main(make_parser().parse_args())
+    run()

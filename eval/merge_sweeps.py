@@ -11,47 +11,7 @@ python eval/merge_sweeps.py docs/smollm2/noise_training --keep "ERM γ=1" "const
 ```
 """
 
-import argparse
-
-
-def main(args: argparse.Namespace) -> None:
-    from hf_cut.evaluation.report import merge_sweeps, write_sweep
-
-    relabel = dict(item.split("=", 1) for item in args.relabel)
-    result = merge_sweeps(args.sweeps, relabel, args.max_gamma, args.keep)
-    if not result.records:
-        raise SystemExit(f"merge_sweeps: no record left (--keep {args.keep}, --max_gamma {args.max_gamma})")
-    result.config = {"merged_from": list(args.sweeps), "relabel": relabel, **({"keep": args.keep} if args.keep else {})}
-    paths = write_sweep(result, args.output_dir)
-    print(f"{len(result.records)} records; written: " + ", ".join(paths.values()))
-
-
-def make_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(description=__doc__.strip().splitlines()[0])
-    parser.add_argument("sweeps", nargs="+", help="ood_sweep.json files or directories holding one")
-    parser.add_argument("--output_dir", required=True)
-    parser.add_argument("--relabel", nargs="*", default=[], help="OLD=NEW label renamings")
-    parser.add_argument("--max_gamma", type=float, default=None, help="keep the records with γ <= this only")
-    parser.add_argument("--keep", nargs="+", default=None, metavar="LABEL",
-                        help="keep the records of these labels only (after --relabel)")
-    return parser
-
-
-def parse_args(argv=None) -> argparse.Namespace:
-    parser = make_parser()
-    args = parser.parse_args(argv)
-    from hf_cut.evaluation.report import sweep_file
-
-    for path in args.sweeps:
-        try:
-            sweep_file(path)
-        except ValueError as err:
-            parser.error(str(err))
-    bad = [item for item in args.relabel if "=" not in item or not item.split("=", 1)[0]]
-    if bad:
-        parser.error(f"--relabel takes OLD=NEW, got {bad}")
-    return args
-
+from hf_cut.cli.merge import main, make_parser, parse_args, run  # noqa: E402, F401  (`hf-cut merge`)
 
 if __name__ == "__main__":
-    main(parse_args())
+    run()

@@ -25,13 +25,13 @@ python eval/ood_sweep_cls.py --model outputs/roberta-base-mnli-cut outputs/rober
     --gammas 0 0.5 1 2 --output_dir outputs/ood_sweep_mnli_mismatched
 ```
 
-The same as `python eval/ood_sweep.py --task classification …` (one parser for every task: hf_cut.evaluation.sweep_cli).
+The same as `python eval/ood_sweep.py --task classification …` (one parser for every task: hf_cut.cli.sweep).
 """
 
 import argparse
 
-from hf_cut.evaluation import sweep_cli
-from hf_cut.evaluation.sweep_cli import main  # noqa: F401  (the tests call it)
+from hf_cut.cli import sweep as sweep_cli
+from hf_cut.cli.sweep import main  # noqa: F401  (the tests call it)
 
 TASK = "classification"
 

@@ -22,13 +22,13 @@ python eval/ood_sweep_denoise.py --model outputs/unrolled_ucsd outputs/unrolled_
     --dataset_name ucsd --data_dir /data/UCSD_Anomaly_Dataset.v1p2/UCSDped2 --output_dir outputs/ucsd_sweep
 ```
 
-The same as `python eval/ood_sweep.py --task denoising …` (one parser for every task: hf_cut.evaluation.sweep_cli).
+The same as `python eval/ood_sweep.py --task denoising …` (one parser for every task: hf_cut.cli.sweep).
 """
 
 import argparse
 
-from hf_cut.evaluation import sweep_cli
-from hf_cut.evaluation.sweep_cli import main  # noqa: F401  (the tests call it)
+from hf_cut.cli import sweep as sweep_cli
+from hf_cut.cli.sweep import main  # noqa: F401  (the tests call it)
 
 TASK = "denoising"
 

@@ -179,7 +179,7 @@ def test_unknown_task_is_refused_with_the_names():
 def test_one_sweep_parser_for_every_task(tmp_path, capsys):
     """`eval/ood_sweep.py --task …` and the per-task commands share one parser: the same flags, each task's documented
     defaults, and another task's evaluation-set flags refused by name before anything loads."""
-    from hf_cut.evaluation.sweep_cli import parse_args
+    from hf_cut.cli.sweep import parse_args
 
     model = str(tmp_path)
     common = ["--model", model, "--output_dir", str(tmp_path / "out")]

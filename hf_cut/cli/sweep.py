@@ -115,8 +115,8 @@ def _denoising(args: argparse.Namespace) -> None:
 
     import hf_cut.models.unrolled  # noqa: F401  (registers the unrolled transformer with AutoModel)
 
-    from .denoise_sweep import denoise_sweep, rmse_table, write_denoise_sweep
-    from .sweep import sweep_labels
+    from ..evaluation.denoise_sweep import denoise_sweep, rmse_table, write_denoise_sweep
+    from ..evaluation.sweep import sweep_labels
 
     labels = sweep_labels(args.model, args.gammas, args.alpha, args.labels)
     data_args = _video_test_set(args)
@@ -136,7 +136,7 @@ def main(args: argparse.Namespace) -> None:
     """Run the sweep the arguments describe, write its files, print the comparison table."""
     import torch
 
-    from .report import comparison_table, sweep_metric, write_sweep
+    from ..evaluation.report import comparison_table, sweep_metric, write_sweep
 
     args = _fill_defaults(args)
     if args.num_threads:
@@ -158,3 +158,8 @@ def main(args: argparse.Namespace) -> None:
     paths = write_sweep(result, args.output_dir)
     print(comparison_table(result, baseline=args.baseline, metric=sweep_metric(result)))
     print("Written: " + ", ".join(paths.values()))
+
+
+def run(argv: list[str] | None = None) -> None:
+    """The command line: `hf-cut sweep …` (and `python eval/ood_sweep.py …`)."""
+    main(parse_args(argv))

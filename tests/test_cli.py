@@ -1,0 +1,48 @@
+"""The `hf-cut` command: every subcommand reachable, its parser the one its `eval/` script uses."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from hf_cut.cli import COMMANDS, main
+from tests.conftest import load_script
+
+ROOT = Path(__file__).resolve().parents[1]
+SCRIPTS = {"sweep": "ood_sweep", "frontier": "frontier", "report": "report", "floor": "floor", "merge": "merge_sweeps",
+           "compare": "compare_sweeps", "plot": "plot_layer_losses", "plot-duals": "plot_duals", "runs": "runs_table",
+           "early-exit": "early_exit", "alpaca-eval": "alpaca_eval", "generation-report": "generation_report"}  # fmt: skip
+
+
+def test_every_subcommand_has_help(capsys):
+    for name in COMMANDS:
+        with pytest.raises(SystemExit) as exit_:
+            main([name, "--help"])
+        assert exit_.value.code == 0, name
+        assert f"hf-cut {name}" in capsys.readouterr().out, name
+
+
+@pytest.mark.parametrize("name", sorted(SCRIPTS))
+def test_subcommand_and_eval_script_share_their_flags(name):
+    """`hf-cut NAME` and `python eval/SCRIPT.py` are one parser: the same option strings."""
+    import importlib
+
+    module = importlib.import_module(f"hf_cut.{COMMANDS[name][0]}")
+    script = load_script(ROOT / "eval" / f"{SCRIPTS[name]}.py", f"{SCRIPTS[name]}_script")
+    flags = lambda parser: sorted(s for a in parser._actions for s in a.option_strings)  # noqa: E731
+    assert flags(module.make_parser()) == flags(script.make_parser())
+
+
+def test_listing_and_unknown_subcommand(capsys):
+    assert main([]) == 2 and "study" in capsys.readouterr().out
+    assert main(["--help"]) == 0
+    assert main(["no-such-thing"]) == 2 and "unknown subcommand" in capsys.readouterr().err
+
+
+def test_installed_entry_point_runs():
+    """`python -m hf_cut` (what the installed `hf-cut` calls) lists the subcommands."""
+    result = subprocess.run([sys.executable, "-m", "hf_cut", "--help"], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0 and "frontier" in result.stdout
