@@ -1,0 +1,55 @@
+"""The `hf-cut` command: one subcommand per tool, each a thin parser over the library.
+
+    hf-cut sweep --model outputs/a outputs/b --gammas 0 0.5 1 --output_dir outputs/sweep    # γ sweep, any task
+    hf-cut study studies/unrolled/study.yaml                                                 # train a study's runs
+    hf-cut frontier outputs/sweep --output_dir outputs/frontier                              # the accuracy frontier
+    hf-cut <subcommand> --help
+
+The same commands run as `python eval/<script>.py` (the layout the recipes' docs use) and `python -m hf_cut`.
+"""
+
+from __future__ import annotations
+
+import importlib
+import sys
+
+__all__ = ["COMMANDS", "main"]
+
+# subcommand -> (module under hf_cut, what it does)
+COMMANDS: dict[str, tuple[str, str]] = {
+    "sweep": ("cli.sweep", "γ sweep of saved models: per-layer losses, the task metric, constraint statistics"),
+    "study": ("studies", "train a study file's missing runs and merge their sweeps"),
+    "frontier": ("cli.frontier", "the frontier of methods: in distribution against under noise, with verdicts"),
+    "report": ("cli.report", "tables of merged sweeps: per γ, per training seed, differences with their spread"),
+    "floor": ("cli.floor", "the input-free floor of a sweep's token accuracy"),
+    "merge": ("cli.merge", "merge sweep files into one (relabel, filter, re-aggregate)"),
+    "compare": ("cli.compare", "a re-run against a committed sweep, measurement by measurement"),
+    "plot": ("cli.plot", "held-out loss per layer of trained runs, as a table and a figure"),
+    "plot-duals": ("cli.plot_duals", "dual variables and slacks over training, from the trainer's logs"),
+    "runs": ("cli.runs_table", "a table of trained runs (settings, runtime, final losses)"),
+    "early-exit": ("cli.early_exit", "early-exit decoding (self-speculative) of a trained model"),
+    "alpaca-eval": ("cli.alpaca", "AlpacaEval win rate against the noise level γ"),
+    "generation-report": ("cli.generation_report", "tables of judged generations under noise"),
+}
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if not argv or argv[0] in ("-h", "--help"):
+        width = max(map(len, COMMANDS))
+        lines = [f"  {name:<{width}}  {about}" for name, (_, about) in COMMANDS.items()]
+        print(__doc__.split("\n\n")[0] + "\n\nusage: hf-cut <subcommand> [options]\n\n" + "\n".join(lines))
+        return 0 if argv else 2
+    name, rest = argv[0], argv[1:]
+    if name not in COMMANDS:
+        print(f"hf-cut: unknown subcommand {name!r}; one of: {', '.join(COMMANDS)}", file=sys.stderr)
+        return 2
+    module = importlib.import_module(f"hf_cut.{COMMANDS[name][0]}")
+    sys.argv = [f"hf-cut {name}", *rest]  # usage lines and errors name the subcommand
+    entry = getattr(module, "run", None) or module.main
+    result = entry(rest)
+    return result if isinstance(result, int) else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,36 @@
+"""
+Pool generation sweeps (eval/alpaca_eval.py outputs) over training seeds: win rate and exact match, mean ± std per
+comparison and γ. Directories ROOT/<comparison>_s<seed>/alpaca_eval.json are pooled by <comparison>.
+
+```bash
+python eval/generation_report.py docs/smollm2/generation --output docs/smollm2/generation.json
+```
+"""
+
+import argparse
+import json
+
+
+def main(args: argparse.Namespace) -> dict:
+    from hf_cut.evaluation.generation_report import generation_table, summarise_generation
+
+    summary = summarise_generation(args.root)
+    print(generation_table(summary))
+    if args.output:
+        with open(args.output, "w", encoding="utf-8") as f:
+            json.dump(summary, f, indent=2)
+        print(f"Written: {args.output}")
+    return summary
+
+
+def make_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(description=__doc__.strip().splitlines()[0])
+    parser.add_argument("root", help="folder of <comparison>_s<seed>/alpaca_eval.json run directories")
+    parser.add_argument("--output", default=None, help="write the pooled summary as JSON here")
+    return parser
+
+
+
+def run(argv: list[str] | None = None):
+    """The command line: `hf-cut generation-report …` (and `python eval/generation_report.py …`)."""
+    return main(make_parser().parse_args(argv))

@@ -1,0 +1,14 @@
+"""Evaluation of constrained models: per-layer loss tables and plots (γ sweeps and AlpacaEval live beside them)."""
+
+from .early_exit import layers_kept_quality, save_truncated, speculative_decoding
+from .plots import layer_loss_table, layer_losses_from_metrics, plot_layer_losses, plot_layers_kept
+
+__all__ = [
+    "layer_loss_table",
+    "layer_losses_from_metrics",
+    "layers_kept_quality",
+    "plot_layer_losses",
+    "plot_layers_kept",
+    "save_truncated",
+    "speculative_decoding",
+]
