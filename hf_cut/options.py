@@ -32,12 +32,10 @@ def normalise_resilience(value) -> float | str | None:
     return None if math.isinf(number) and number > 0 else number
 
 
-def resolve_resilience(value, num_layers: int, dual_lr: float | None = None) -> float | None:
-    """β for a model of ``num_layers`` layers: ``"auto"`` → 1/L, a number as given, ``None`` (hard) as given.
-
-    ``dual_lr`` is accepted for compatibility and not used: the resilient dual step is taken implicitly
-    (:func:`hf_cut.duals.proximal_dual_step`), which is stable for every ``dual_lr > 0``.
-    """
+def resolve_resilience(value, num_layers: int) -> float | None:
+    """β for a model of ``num_layers`` layers: ``"auto"`` → 1/L, a number as given, ``None`` (hard) as given. Any
+    ``dual_lr > 0`` is stable with it: the resilient dual step is taken implicitly
+    (:func:`hf_cut.duals.proximal_dual_step`)."""
     return 1.0 / num_layers if value == "auto" else value
 
 

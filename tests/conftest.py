@@ -133,3 +133,15 @@ def require(module: str):
         return importlib.import_module(module)
     except ImportError as err:
         need_installed(False, f"{module} ({err})")
+
+
+def score_eval_set(trainer, gamma: float, seed: int, alpha: float) -> dict:
+    """The sweep engine's record of the trainer's eval set at ``gamma`` (the causal-LM task, the trainer's own hook)."""
+    from hf_cut.evaluation.engine import evaluate
+    from hf_cut.tasks.causal_lm import CAUSAL_LM, session_from_trainer
+
+    session = session_from_trainer(trainer)
+    try:
+        return evaluate(CAUSAL_LM, session, gamma, seed, alpha)
+    finally:
+        session.close()

@@ -241,17 +241,3 @@ def test_unknown_columns_raise(tmp_path: Path):
     with pytest.raises(ValueError, match="answer") as err:
         load_instruction_dataset(str(path), cache_dir=str(tmp_path / "cache"))
     assert "question" in str(err.value)
-
-
-@pytest.mark.parametrize("old,new", [("data_video", "video"), ("data_classification", "classification"),
-                                     ("data_reviews", "reviews")])  # fmt: skip
-def test_moved_data_modules_keep_their_old_names_with_a_warning(old, new):
-    """hf_cut.data_* moved into the hf_cut.data package: the old import paths still work, and warn."""
-    import importlib
-    import sys
-
-    sys.modules.pop(f"hf_cut.{old}", None)
-    with pytest.warns(FutureWarning, match=f"hf_cut.data.{new}"):
-        module = importlib.import_module(f"hf_cut.{old}")
-    moved = importlib.import_module(f"hf_cut.data.{new}")
-    assert module.__all__ == moved.__all__ and all(getattr(module, n) is getattr(moved, n) for n in moved.__all__)

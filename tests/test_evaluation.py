@@ -10,8 +10,9 @@ import transformers
 from hf_cut.data import builtin_instruction_dataset, train_builtin_tokenizer
 from hf_cut.evaluation.report import comparison_table, load_sweep, write_sweep
 from hf_cut.evaluation.stats import constraint_statistics, per_example_layer_losses
-from hf_cut.evaluation.sweep import SweepResult, _eval_trainer, aggregate_records, evaluate_causal_lm, ood_sweep
-from tests.conftest import load_script
+from hf_cut.evaluation.sweep import SweepResult, aggregate_records, ood_sweep
+from hf_cut.tasks.causal_lm import eval_trainer
+from tests.conftest import load_script, score_eval_set
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
@@ -42,8 +43,8 @@ def test_layer_losses_equal_trainer_and_naive(saved_models):
     paths, test = saved_models
     model = transformers.AutoModelForCausalLM.from_pretrained(paths[0])
     tokenizer = transformers.AutoTokenizer.from_pretrained(paths[0])
-    trainer = _eval_trainer(model, tokenizer, test, batch_size=len(test))  # one batch: batch mean = token mean
-    record = evaluate_causal_lm(trainer, gamma=0.0, seed=0, alpha=0.1)
+    trainer = eval_trainer(model, tokenizer, test, batch_size=len(test))  # one batch: batch mean = token mean
+    record = score_eval_set(trainer, gamma=0.0, seed=0, alpha=0.1)
     metrics = trainer.evaluate()
     for layer, value in enumerate(record["layer_losses"]):
         assert value == pytest.approx(metrics[f"eval_layer_loss/{layer}"], abs=1e-5)

@@ -49,7 +49,8 @@ def test_smollm2_answers_with_its_chat_template(smol):
 
 def test_smollm2_layer_losses_equal_a_direct_computation(smol):
     """ℓ_0 … ℓ_30 of the evaluation readout against final norm + lm_head applied by hand to every hidden state."""
-    from hf_cut.evaluation.sweep import _eval_trainer, evaluate_causal_lm
+    from hf_cut.tasks.causal_lm import eval_trainer
+    from tests.conftest import score_eval_set
 
     _, model, tokenizer = smol
     rows = [
@@ -57,8 +58,8 @@ def test_smollm2_layer_losses_equal_a_direct_computation(smol):
         {"prompt": "### Instruction:\nAdd 2 and 3.\n\n### Response:\n", "completion": "5"},
         {"prompt": "### Instruction:\nSay a colour.\n\n### Response:\n", "completion": "Blue is a colour."},
     ]
-    trainer = _eval_trainer(model, tokenizer, Dataset.from_list(rows), batch_size=8)
-    measured = evaluate_causal_lm(trainer, gamma=0.0, seed=0, alpha=0.05)
+    trainer = eval_trainer(model, tokenizer, Dataset.from_list(rows), batch_size=8)
+    measured = score_eval_set(trainer, gamma=0.0, seed=0, alpha=0.05)
 
     (batch,) = list(trainer.get_eval_dataloader())
     labels = batch["labels"][:, 1:]

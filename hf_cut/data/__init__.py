@@ -43,18 +43,3 @@ __all__ = [
     "load_instruction_dataset",
     "train_builtin_tokenizer",
 ]
-
-
-def _moved_module(old: str, new: str) -> tuple:
-    """For an alias module ``hf_cut.<old>`` of ``hf_cut.data.<new>``: warn (``FutureWarning``, the compatibility rule
-    of the README) and return its ``__all__`` and a module ``__getattr__`` that reads every name from the new module."""
-    import importlib
-    import warnings
-
-    moved = importlib.import_module(f"{__name__}.{new}")
-    warnings.warn(
-        f"`hf_cut.{old}` moved to `hf_cut.data.{new}`; import it from there (the old name goes in the next release).",
-        FutureWarning,
-        stacklevel=3,
-    )
-    return list(moved.__all__), lambda name: getattr(moved, name)

@@ -12,7 +12,7 @@ import statistics
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-__all__ = ["SweepResult", "evaluate_causal_lm", "ood_sweep", "aggregate_records", "SCALAR_METRICS"]
+__all__ = ["SweepResult", "ood_sweep", "aggregate_records", "SCALAR_METRICS"]
 
 # Scalar fields of a record aggregated over seeds (mean and spread)
 SCALAR_METRICS = ("loss", "token_accuracy", "pair_satisfaction", "example_satisfaction", "descent_ratio_mean")
@@ -25,22 +25,6 @@ class SweepResult:
     records: list[dict] = field(default_factory=list)
     aggregates: list[dict] = field(default_factory=list)
     config: dict = field(default_factory=dict)
-
-
-def _eval_trainer(model, tokenizer, dataset, batch_size: int):
-    """A ConstrainedSFTTrainer used only for TRL's preprocessing, collator and the readout (never trains)."""
-    from ..tasks.causal_lm import eval_trainer
-
-    return eval_trainer(model, tokenizer, dataset, batch_size)
-
-
-def evaluate_causal_lm(trainer, gamma: float, seed: int, alpha: float, noise_mean: float = 0.0) -> dict:
-    """Score the trainer's eval set once at noise level ``gamma``: per-layer loss, token accuracy, constraint stats
-    (:func:`hf_cut.evaluation.engine.evaluate` on the causal-LM task; the trainer's noise hook is restored after)."""
-    from ..tasks.causal_lm import CAUSAL_LM, session_from_trainer
-    from .engine import evaluate
-
-    return evaluate(CAUSAL_LM, session_from_trainer(trainer), gamma, seed, alpha, noise_mean)
 
 
 def aggregate_records(records: Sequence[dict], metrics: Sequence[str] = SCALAR_METRICS) -> list[dict]:

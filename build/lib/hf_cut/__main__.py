@@ -1,7 +1,0 @@
-"""`python -m hf_cut …`: the `hf-cut` command."""
-
-import sys
-
-from .cli import main
-
-sys.exit(main())
