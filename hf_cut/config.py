@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import math
 import warnings
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 
 from transformers import TrainingArguments
 from trl import SFTConfig
@@ -24,6 +24,7 @@ from .options import (
 )
 
 __all__ = [
+    "constraint_options",
     "ConstraintArguments",
     "ConstrainedSFTConfig",
     "ConstrainedTrainingArguments",
@@ -339,3 +340,9 @@ class ConstrainedTrainingArguments(ConstraintArguments, TrainingArguments):
         default=None,
         metadata={"help": "Unused by classifiers (their head costs next to nothing): every layer, every example."},
     )
+
+
+def constraint_options(args: ConstraintArguments) -> dict:
+    """Every constraint option of ``args`` by name (the fields of :class:`ConstraintArguments`): what a run's summary
+    records, so that no option can be left out of it."""
+    return {f.name: getattr(args, f.name) for f in fields(ConstraintArguments)}

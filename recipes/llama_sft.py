@@ -55,6 +55,7 @@ from dataclasses import dataclass, field
 from trl import ModelConfig, ScriptArguments, TrlParser
 
 from hf_cut import ConstrainedSFTConfig
+from hf_cut.config import constraint_options
 from hf_cut.model_card import method_label
 
 DEFAULT_CONFIG = os.path.join(os.path.dirname(os.path.abspath(__file__)), "llama_sft.yaml")
@@ -183,10 +184,7 @@ def main(script_args, training_args, model_args):
         summary = {
             "model": model_name,
             "dataset": script_args.dataset_name,
-            "constrained": training_args.constrained,
-            "deep_supervision_weight": training_args.deep_supervision_weight,
-            "descent_alpha": training_args.descent_alpha,
-            "dual_lr": training_args.dual_lr,
+            **constraint_options(training_args),  # every constraint option, by name
             "num_layers": trainer.num_layers,
             "layer_losses": layer_losses,
             "dual_variables": trainer.dual_variables.tolist(),

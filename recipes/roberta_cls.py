@@ -45,6 +45,7 @@ from dataclasses import dataclass, field
 from trl import ModelConfig, TrlParser
 
 from hf_cut import ConstrainedTrainingArguments
+from hf_cut.config import constraint_options
 from hf_cut.model_card import method_label
 
 DEFAULT_CONFIG = os.path.join(os.path.dirname(os.path.abspath(__file__)), "roberta_cls.yaml")
@@ -259,11 +260,7 @@ def main(script_args, training_args, model_args):
             "dataset": script_args.dataset_name,
             "dataset_config": script_args.dataset_config,
             "num_labels": num_labels,
-            "constrained": training_args.constrained,
-            "deep_supervision_weight": training_args.deep_supervision_weight,
-            "descent_alpha": training_args.descent_alpha,
-            "dual_lr": training_args.dual_lr,
-            "noise_gamma": training_args.noise_gamma,
+            **constraint_options(training_args),  # every constraint option, by name
             "num_layers": trainer.num_layers,
             "dual_variables": trainer.dual_variables.tolist(),
             "train_runtime": train_result.metrics.get("train_runtime"),

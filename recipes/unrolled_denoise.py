@@ -40,6 +40,7 @@ from trl import TrlParser
 
 from hf_cut import ConstrainedTrainingArguments
 from hf_cut.data.video import VideoDataArguments
+from hf_cut.config import constraint_options
 from hf_cut.model_card import method_label
 
 DEFAULT_CONFIG = os.path.join(os.path.dirname(os.path.abspath(__file__)), "unrolled_denoise.yaml")
@@ -132,11 +133,7 @@ def main(script_args, training_args):
         summary = {
             "model": model_name,
             "data": asdict(data_args),
-            "constrained": training_args.constrained,
-            "deep_supervision_weight": training_args.deep_supervision_weight,
-            "descent_alpha": alpha,
-            "dual_lr": training_args.dual_lr,
-            "noise_gamma": training_args.noise_gamma,
+            **constraint_options(training_args),  # every constraint option, by name
             "num_layers": trainer.num_layers,
             "layer_losses": layer_losses,
             "layer_rmse": clean["layer_rmse"],

@@ -116,6 +116,10 @@ def test_default_recipe_runs(default_run):
     assert len(summary["layer_losses"]) == L + 1
     assert len(summary["dual_variables"]) == L
     assert summary["constrained"] is True and summary["descent_alpha"] == 0.1
+    # every constraint option is in the summary, noise_gamma (the robustness lever) included
+    from hf_cut.config import ConstraintArguments
+
+    assert {f for f in ConstraintArguments.__dataclass_fields__} <= set(summary) and summary["noise_gamma"] == 0.0
     for key in ("constraint_satisfaction", "descent_ratio_mean", "eval_loss", "eval_mean_token_accuracy"):
         assert isinstance(summary[key], float), key
     assert summary["layer_losses"][-1] == pytest.approx(summary["eval_metrics"]["eval_layer_loss/6"])
