@@ -109,7 +109,7 @@ def main(script_args, training_args, model_args):
     from hf_cut import ConstrainedSFTTrainer
     from hf_cut.data import load_instruction_dataset, train_builtin_tokenizer
     from hf_cut.evaluation import layer_losses_from_metrics
-    from hf_cut.evaluation.run_files import finish_run, write_run_summary
+    from hf_cut.run_files import finish_run, write_run_summary
     from hf_cut.models import tiny_llama_config
     from hf_cut.models.smollm2 import resolve_model_name
 
@@ -209,7 +209,7 @@ def main(script_args, training_args, model_args):
         from hf_cut.evaluation.engine import run_sweep
         from hf_cut.evaluation.report import write_sweep
         from hf_cut.evaluation.sweep import SweepResult, aggregate_records
-        from hf_cut.tasks.causal_lm import CAUSAL_LM
+        from hf_cut.evaluation.tasks.causal_lm import CAUSAL_LM
 
         label, out = method_label(training_args), training_args.output_dir
         records = run_sweep(CAUSAL_LM, [out], [label], [out], dataset["test"],  # the saved model, as users sweep it

@@ -177,7 +177,7 @@ def main(script_args, training_args, model_args):
     from hf_cut import ConstrainedTrainer
     from hf_cut.data.classification import evaluation_splits, load_classification_dataset
     from hf_cut.evaluation import layer_losses_from_metrics
-    from hf_cut.evaluation.run_files import finish_run, write_run_summary
+    from hf_cut.run_files import finish_run, write_run_summary
     from hf_cut.evaluation.classifier_sweep import evaluate_classifier
 
     # Data: train and the labelled evaluation splits, as text (text_pair) / label

@@ -75,7 +75,7 @@ def main(script_args, training_args):
 
     from hf_cut import ConstrainedTrainer
     from hf_cut.evaluation import layer_losses_from_metrics
-    from hf_cut.evaluation.run_files import finish_run, write_run_summary
+    from hf_cut.run_files import finish_run, write_run_summary
     from hf_cut.evaluation.denoise_sweep import denoise_sweep, evaluate_denoiser, rmse_table, write_denoise_sweep
     from hf_cut.models.unrolled import UnrolledTransformerConfig, UnrolledTransformerModel
 

@@ -138,7 +138,7 @@ def require(module: str):
 def score_eval_set(trainer, gamma: float, seed: int, alpha: float) -> dict:
     """The sweep engine's record of the trainer's eval set at ``gamma`` (the causal-LM task, the trainer's own hook)."""
     from hf_cut.evaluation.engine import evaluate
-    from hf_cut.tasks.causal_lm import CAUSAL_LM, session_from_trainer
+    from hf_cut.evaluation.tasks.causal_lm import CAUSAL_LM, session_from_trainer
 
     session = session_from_trainer(trainer)
     try:

@@ -11,7 +11,7 @@ from hf_cut.data import builtin_instruction_dataset, train_builtin_tokenizer
 from hf_cut.evaluation.report import comparison_table, load_sweep, write_sweep
 from hf_cut.evaluation.stats import constraint_statistics, per_example_layer_losses
 from hf_cut.evaluation.sweep import SweepResult, aggregate_records, ood_sweep
-from hf_cut.tasks.causal_lm import eval_trainer
+from hf_cut.evaluation.tasks.causal_lm import eval_trainer
 from tests.conftest import load_script, score_eval_set
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
@@ -170,7 +170,7 @@ def test_training_seed_table_averages_noise_seeds_first():
 
 
 def test_unknown_task_is_refused_with_the_names():
-    from hf_cut.tasks import TASK_NAMES, get_task
+    from hf_cut.evaluation.tasks import TASK_NAMES, get_task
 
     assert [get_task(name).name for name in TASK_NAMES] == list(TASK_NAMES)
     with pytest.raises(ValueError, match="causal_lm"):

@@ -49,7 +49,7 @@ def test_smollm2_answers_with_its_chat_template(smol):
 
 def test_smollm2_layer_losses_equal_a_direct_computation(smol):
     """ℓ_0 … ℓ_30 of the evaluation readout against final norm + lm_head applied by hand to every hidden state."""
-    from hf_cut.tasks.causal_lm import eval_trainer
+    from hf_cut.evaluation.tasks.causal_lm import eval_trainer
     from tests.conftest import score_eval_set
 
     _, model, tokenizer = smol

@@ -17,7 +17,7 @@ import json
 def main(args: argparse.Namespace) -> dict:
     from hf_cut.data import load_instruction_dataset
     from hf_cut.evaluation.floor import completion_tokens, input_free_accuracy
-    from hf_cut.tasks.causal_lm import load
+    from hf_cut.evaluation.tasks.causal_lm import load
 
     data = load_instruction_dataset(args.dataset or "builtin")
     train, test = data["train"], data["test"]

@@ -12,7 +12,7 @@ import json
 import os
 from dataclasses import asdict, fields
 
-from ..tasks import TASK_NAMES
+from ..evaluation.tasks import TASK_NAMES
 
 __all__ = ["TASK_DEFAULTS", "main", "make_parser", "parse_args"]
 

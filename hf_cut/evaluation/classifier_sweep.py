@@ -14,7 +14,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from ..noise import EmbeddingNoise
-from ..tasks.classification import CLASSIFICATION
+from .tasks.classification import CLASSIFICATION
 from .engine import evaluate, run_sweep
 from .report import sweep_metric, write_sweep
 from .sweep import SweepResult, aggregate_records, sweep_labels

@@ -20,7 +20,7 @@ from collections.abc import Mapping, Sequence
 
 from torch import nn
 
-from ..tasks.denoising import DENOISING
+from .tasks.denoising import DENOISING
 from .engine import evaluate, run_sweep
 from .report import write_sweep
 from .sweep import SweepResult, aggregate_records

@@ -29,7 +29,7 @@ def layers_kept_quality(model, tokenizer, dataset, batch_size: int = 16, gamma: 
     """Loss and token accuracy of the readout of every layer on ``dataset`` (prompt/completion rows, completion
     tokens scored). Returns ``{"layers": [0 … L], "loss": [...], "token_accuracy": [...], "num_tokens": n}``;
     ``gamma`` > 0 perturbs the input embeddings as the γ sweep does (``torch.manual_seed(seed)`` first)."""
-    from ..tasks.causal_lm import CAUSAL_LM_EVERY_LAYER as task
+    from .tasks.causal_lm import CAUSAL_LM_EVERY_LAYER as task
     from .engine import evaluate
 
     session = task.open(model, tokenizer, dataset, batch_size)

@@ -1,4 +1,4 @@
-"""One γ-sweep engine for every task (:mod:`hf_cut.tasks`): score a prepared model at a noise level and seed, and
+"""One γ-sweep engine for every task (:mod:`hf_cut.evaluation.tasks`): score a prepared model at a noise level and seed, and
 sweep models × noise seeds × γ into a :class:`~hf_cut.evaluation.sweep.SweepResult`.
 
 The noise hook's ownership lives here and in the task's session alone: :func:`evaluate` sets γ (and μ) on the
@@ -12,7 +12,7 @@ from collections.abc import Sequence
 import torch
 from tqdm.auto import tqdm
 
-from ..tasks import EvalSession, Task
+from .tasks import EvalSession, Task
 from .stats import constraint_statistics
 
 __all__ = ["evaluate", "run_sweep"]

@@ -49,7 +49,7 @@ def completion_tokens(model, tokenizer, dataset, batch_size: int = 16) -> list[l
     """The completion token ids of each row of a prompt/completion (or messages) ``dataset`` that a γ sweep scores
     — TRL's own preprocessing and collator, as :func:`hf_cut.evaluation.sweep.ood_sweep` runs them (the model is
     only carried, never run)."""
-    from ..tasks.causal_lm import eval_trainer
+    from .tasks.causal_lm import eval_trainer
 
     trainer = eval_trainer(model, tokenizer, dataset, batch_size)
     rows = []

@@ -101,7 +101,7 @@ def ood_sweep(
             "num_examples": len(eval_set),
         }
     )
-    from ..tasks.causal_lm import CAUSAL_LM
+    from .tasks.causal_lm import CAUSAL_LM
     from .engine import run_sweep
 
     result.records = run_sweep(CAUSAL_LM, list(models), labels, list(models), eval_set, gammas, seeds, alpha, batch_size,

@@ -8,14 +8,14 @@ import math
 
 import torch
 
-from ..readout import (
+from ...readout import (
     ClassifierReadoutRequest,
     add_classifier_readout,
     base_model,
     per_example_loss,
     problem_type,
 )
-from ..noise import EmbeddingNoise
+from ...noise import EmbeddingNoise
 from . import BatchScore, EvalSession, Task
 
 __all__ = ["CLASSIFICATION", "ensure_readout"]

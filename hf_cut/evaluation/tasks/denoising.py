@@ -9,14 +9,14 @@ from __future__ import annotations
 
 import torch
 
-from ..noise import EmbeddingNoise
+from ...noise import EmbeddingNoise
 from . import BatchScore, EvalSession, Task
 
 __all__ = ["DENOISING"]
 
 
 def load(path: str):
-    from ..models.unrolled import UnrolledTransformerModel
+    from ...models.unrolled import UnrolledTransformerModel
 
     model = UnrolledTransformerModel.from_pretrained(path)
     return model.to("cuda" if torch.cuda.is_available() else "cpu"), None

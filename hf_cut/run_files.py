@@ -7,8 +7,8 @@ import json
 import os
 from collections.abc import Mapping, Sequence
 
-from ..model_card import method_label
-from .plots import layer_loss_table, plot_layer_losses
+from .model_card import method_label
+from .evaluation.plots import layer_loss_table, plot_layer_losses
 
 __all__ = ["finish_run", "write_run_summary"]
 

@@ -7,8 +7,8 @@ import tempfile
 
 import torch
 
-from ..evaluation.stats import per_example_layer_losses
-from ..readout import LayerReadoutRequest, num_layers
+from ..stats import per_example_layer_losses
+from ...readout import LayerReadoutRequest, num_layers
 from . import BatchScore, EvalSession, Task
 
 __all__ = ["CAUSAL_LM", "CAUSAL_LM_EVERY_LAYER", "eval_trainer", "session_from_trainer"]
@@ -17,7 +17,7 @@ __all__ = ["CAUSAL_LM", "CAUSAL_LM_EVERY_LAYER", "eval_trainer", "session_from_t
 def load(path: str):
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    from ..models.smollm2 import resolve_model_name
+    from ...models.smollm2 import resolve_model_name
 
     path = resolve_model_name(path)  # "smollm2": the packaged SmolLM2-135M-Instruct
     return AutoModelForCausalLM.from_pretrained(path), AutoTokenizer.from_pretrained(path)
@@ -26,8 +26,8 @@ def load(path: str):
 def eval_trainer(model, tokenizer, dataset, batch_size: int):
     """A ConstrainedSFTTrainer used only for TRL's preprocessing, collator, the readout and its noise hook (never
     trains)."""
-    from ..config import ConstrainedSFTConfig
-    from ..trainer import ConstrainedSFTTrainer
+    from ...config import ConstrainedSFTConfig
+    from ...trainer import ConstrainedSFTTrainer
 
     args = ConstrainedSFTConfig(
         output_dir=tempfile.mkdtemp(prefix="hf_cut_sweep_"),
