@@ -151,7 +151,7 @@ def run(spec: dict[str, Any]) -> dict[str, Any]:
             max_length=shape["seq"],
             use_cpu=not cuda,
             bf16=shape["dtype"] == "bfloat16",
-            gradient_checkpointing=spec["activation_checkpointing"],
+            activation_checkpointing=spec["activation_checkpointing"],
             logging_strategy="no",
             save_strategy="no",
             report_to=[],

@@ -320,8 +320,24 @@ class ConstraintArguments:
 class ConstrainedSFTConfig(ConstraintArguments, SFTConfig):
     r"""
     Configuration of [`ConstrainedSFTTrainer`]: every field of TRL's [`~trl.SFTConfig`] plus the constraint options
-    of [`ConstraintArguments`].
+    of [`ConstraintArguments`]. Activation checkpointing is on by default, as in TRL, but set under transformers 5's
+    name (`activation_checkpointing`): TRL's default sets the deprecated `gradient_checkpointing`, which warns on every
+    config. `gradient_checkpointing=…` given by the user is still honoured (with transformers' warning).
     """
+
+    activation_checkpointing: bool | None = field(
+        default=None,
+        metadata={"help": "Recompute activations in backward to save memory (unset: on, TRL's default)."},
+    )
+    gradient_checkpointing: bool | None = field(
+        default=None,
+        metadata={"help": "Deprecated name of `activation_checkpointing` (transformers 5); still honoured."},
+    )
+
+    def __post_init__(self) -> None:
+        if self.activation_checkpointing is None and self.gradient_checkpointing is None:
+            self.activation_checkpointing = True  # TRL's default, set under the current name
+        super().__post_init__()
 
 
 @dataclass

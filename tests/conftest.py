@@ -87,7 +87,7 @@ def train_args(tmp_path, **overrides):
         output_dir=str(tmp_path / "out"),
         use_cpu=True,
         bf16=False,
-        gradient_checkpointing=False,
+        activation_checkpointing=False,
         per_device_train_batch_size=4,
         max_steps=4,
         learning_rate=1e-3,

@@ -87,7 +87,7 @@ def test_default_recipe_values(recipe):
         ["--config", recipe.DEFAULT_CONFIG]
     )
     assert model_args.model_name_or_path is None and script_args.dataset_name == "builtin"
-    assert training_args.use_cpu and not training_args.bf16 and not training_args.gradient_checkpointing
+    assert training_args.use_cpu and not training_args.bf16 and not training_args.activation_checkpointing
     assert training_args.constrained and training_args.eval_strategy == "no"
 
 

@@ -216,7 +216,8 @@ def test_dataset_without_trainable_tokens_rejected(tmp_path, tokenizer):
 
 
 def test_plain_sft_config_is_accepted(tmp_path, tokenizer, dataset):
-    args = SFTConfig(output_dir=str(tmp_path), use_cpu=True, bf16=False, learning_rate=3e-4, report_to=[])
+    args = SFTConfig(output_dir=str(tmp_path), use_cpu=True, bf16=False, learning_rate=3e-4, report_to=[],
+                     activation_checkpointing=False)  # TRL's default sets the deprecated gradient_checkpointing
     model = tiny_causal_lm(vocab_size=len(tokenizer), pad_token_id=tokenizer.pad_token_id)
     trainer = ConstrainedSFTTrainer(model=model, args=args, train_dataset=dataset, processing_class=tokenizer)
     assert isinstance(trainer.args, ConstrainedSFTConfig)
@@ -305,9 +306,9 @@ def test_evaluate_logs_layer_losses_and_supports_compute_metrics(tmp_path, token
 
 def test_gradient_checkpointing_trains_identically(tmp_path, tokenizer, dataset):
     # TRL turns gradient checkpointing on by default: the hidden states of every layer must still reach the readout
-    plain = tiny_trainer(tmp_path / "a", tokenizer, dataset, max_steps=3, gradient_checkpointing=False)
+    plain = tiny_trainer(tmp_path / "a", tokenizer, dataset, max_steps=3, activation_checkpointing=False)
     plain.train()
-    checkpointed = tiny_trainer(tmp_path / "b", tokenizer, dataset, max_steps=3, gradient_checkpointing=True)
+    checkpointed = tiny_trainer(tmp_path / "b", tokenizer, dataset, max_steps=3, activation_checkpointing=True)
     checkpointed.train()
     assert torch.allclose(plain.dual_variables, checkpointed.dual_variables, atol=1e-6)
     assert torch.allclose(_params(plain), _params(checkpointed), atol=1e-6)
