@@ -145,7 +145,8 @@ def test_default_recipe_layer_losses_against_full_logits(default_run):
     model = transformers.AutoModelForCausalLM.from_pretrained(out).eval()
     tokenizer = transformers.AutoTokenizer.from_pretrained(out)
     test = builtin_instruction_dataset(seed=0)["test"].select(range(32))
-    args = SFTConfig(output_dir=str(out / "naive"), max_length=128, use_cpu=True, bf16=False, report_to=[])
+    args = SFTConfig(output_dir=str(out / "naive"), max_length=128, use_cpu=True, bf16=False, report_to=[],
+                     activation_checkpointing=False)
     rows = SFTTrainer(model=model, args=args, train_dataset=test, processing_class=tokenizer).train_dataset
     sums, count = torch.zeros(7, dtype=torch.float64), 0
     with torch.no_grad():
