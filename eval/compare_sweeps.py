@@ -1,11 +1,4 @@
-"""
-Does a re-run reproduce a committed sweep? Each model of the new sweeps against the same measurements (label, model
-path, γ, noise seed) of the reference sweeps: how many matched and the largest absolute difference of the metric.
-
-```bash
-python eval/compare_sweeps.py docs/smollm2/noise_training --against outputs/smollm2_noise/sweeps_reproduce/*
-```
-"""
+"""Same as `hf-cut compare`: its examples and options are in hf_cut/cli/compare.py (or `--help`)."""
 
 from hf_cut.cli.compare import main, make_parser, run  # noqa: E402, F401  (`hf-cut compare`)
 

@@ -96,13 +96,9 @@ def make_parser() -> argparse.ArgumentParser:
 def parse_args(argv=None) -> argparse.Namespace:
     parser = make_parser()
     args = parser.parse_args(argv)
-    from hf_cut.evaluation.report import sweep_file
+    from hf_cut.validation import check_sweep_paths
 
-    for path in args.sweeps:
-        try:
-            sweep_file(path)
-        except ValueError as err:
-            parser.error(str(err))
+    check_sweep_paths(parser, args.sweeps)
     if args.floor and not os.path.isfile(args.floor):
         parser.error(f"--floor: no file {args.floor} (write it with eval/floor.py --output)")
     for name in ("mild", "strong"):

@@ -40,13 +40,9 @@ def make_parser() -> argparse.ArgumentParser:
 def parse_args(argv=None) -> argparse.Namespace:
     parser = make_parser()
     args = parser.parse_args(argv)
-    from hf_cut.evaluation.report import sweep_file
+    from hf_cut.validation import check_sweep_paths
 
-    for path in args.sweeps:
-        try:
-            sweep_file(path)
-        except ValueError as err:
-            parser.error(str(err))
+    check_sweep_paths(parser, args.sweeps)
     bad = [item for item in args.relabel if "=" not in item or not item.split("=", 1)[0]]
     if bad:
         parser.error(f"--relabel takes OLD=NEW, got {bad}")
