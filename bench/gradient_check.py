@@ -11,7 +11,7 @@ For a trained causal LM (a folder written by ``recipes/llama_sft.py``) and dual 
    estimator shrinks Adam's step on every direction, the last layer's included; and the mini-batch noise
    ``E‖g_b − ḡ‖² / ‖ḡ‖²`` with and without the estimator.
 
-    python bench/gradient_check.py --model outputs/est/k1_hard_s0 --fractions 1 0.25 0.0625 --output docs/gradient_check.json
+    python bench/gradient_check.py --model outputs/est/k1_hard_s0 --fractions 1 0.25 0.0625 --output bench/results/gradient_check.json
 """
 
 from __future__ import annotations

@@ -4,7 +4,7 @@ Reads the runs' ``layer_losses.json`` (held-out layer losses, satisfaction, dual
 same models (``eval/ood_sweep.py``, its labels naming the options), and writes one row per label: mean ± std over
 the label's training seeds (noise seeds averaged first).
 
-    python bench/smollm2_quality.py --sweep docs/smollm2/estimators \\
+    python bench/smollm2_quality.py --sweep bench/results/smollm2_estimators \\
         --runs "every layer, every step=outputs/smollm2/cut_s0,outputs/smollm2/cut_s1" ... --markdown docs/performance.md
 """
 

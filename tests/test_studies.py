@@ -68,8 +68,9 @@ def test_trains_missing_runs_collects_and_reports_failures(tmp_path, capsys):
     assert sorted(runs) == ["ERM γ=0 s0", "ERM γ=0 s1", "constrained hard γ=0 s0", "constrained hard γ=0 s1"]
     assert runs["constrained hard γ=0 s1"]["dual_variables"] == [2.0]
     assert "bad s0 FAILED" in capsys.readouterr().out
-    # a second call trains nothing new (the claims and sweeps are there) and keeps the results
-    assert run_study(path) == [] and json.loads((tmp_path / "res" / "sweep.json").read_text()) == sweep
+    # a second call trains only the failed run again (claims are released when a run ends) and keeps the results
+    assert run_study(path) == ["bad s0"] and json.loads((tmp_path / "res" / "sweep.json").read_text()) == sweep
+    assert not any((tmp_path / "out").rglob(".claim"))
 
 
 def test_bad_study_files(tmp_path):
@@ -77,3 +78,73 @@ def test_bad_study_files(tmp_path):
         load_study(write_study(tmp_path, "  - seeds: [0]\n    runs:\n      - {label: a}\n      - {label: a}\n"))
     with pytest.raises(ValueError, match="seeds"):
         load_study(write_study(tmp_path, "  - runs:\n      - {label: a}\n"))
+
+
+def test_sweeps_measure_and_reports(tmp_path, capsys):
+    """A run swept by two `sweeps` entries (its folders already hold their output: collected, relabelled, each into
+    its own file), a model given as it is, a measurement skipped once its file exists, and reports whose output is
+    written, appended under headings, inside the results folder."""
+    out, res = tmp_path / "out", tmp_path / "res"
+    for folder, sub, values in [("erm_s0", "ood_sweep", (0.5, 0.4)), ("erm_s0", "extra", (0.7, 0.6)),
+                                ("cut_s0", "ood_sweep", (0.6, 0.5)), ("base", "ood_sweep", (0.3, 0.1))]:  # fmt: skip
+        sweep_dir = out / folder / "sweeps" / sub
+        sweep_dir.mkdir(parents=True)
+        records = [{"model": "x", "gamma": g, "seed": 0, "loss": 1.0, "token_accuracy": v, "layer_losses": [2.0, 1.0]}
+                   for g, v in zip((0.0, 1.0), values)]  # fmt: skip
+        (sweep_dir / "ood_sweep.json").write_text(json.dumps({"records": records, "aggregates": []}))
+    (out / "erm_s0" / "layer_losses.json").write_text(json.dumps({"num_layers": 1, "train_runtime": 2.0}))
+    (out / "cut_s0" / "layer_losses.json").write_text(json.dumps({"num_layers": 1, "train_runtime": 3.0}))
+    (res / "done.json").parent.mkdir(parents=True)
+    (res / "done.json").write_text("{}")
+    path = tmp_path / "study.yaml"
+    path.write_text(textwrap.dedent(f"""
+        recipe: none.py
+        output_dir: {out}
+        results: {res}
+        stages:
+          - seeds: [0]
+            runs:
+              - {{label: ERM, folder: "erm_s{{seed}}"}}
+              - {{label: constrained, folder: "cut_s{{seed}}"}}
+        models:
+          - {{label: base, model: {out / "base"}}}
+        sweeps:
+          - {{into: ood_sweep.json, args: "--gammas 0 1"}}
+          - {{into: extra.json, runs: [ERM s0], labels: {{ERM: ERM again}}, args: "--gammas 0 1"}}
+        measure:
+          - {{done: done.json, command: "no-such-subcommand"}}
+        reports:
+          - {{command: "report ood_sweep.json --by_training_seed", stdout: table.md, heading: "## all"}}
+          - {{command: "report extra.json --by_training_seed", stdout: table.md, heading: "## extra"}}
+    """))
+    study = load_study(str(path))
+    assert [(r.key, r.model) for r in planned_runs(study)] == [("ERM s0", None), ("constrained s0", None),
+                                                                ("base", str(out / "base"))]  # fmt: skip
+    assert run_study(str(path), dry_run=True) == [] and "sweep only" not in capsys.readouterr().out  # all done
+    assert run_study(str(path), collect_only=True) == []
+    main = json.loads((res / "ood_sweep.json").read_text())["records"]
+    assert {(r["model"], r["gamma"]): r["token_accuracy"] for r in main} == {
+        ("ERM", 0.0): 0.5, ("ERM", 1.0): 0.4, ("constrained", 0.0): 0.6, ("constrained", 1.0): 0.5,
+        ("base", 0.0): 0.3, ("base", 1.0): 0.1}  # fmt: skip
+    extra = json.loads((res / "extra.json").read_text())["records"]
+    assert {(r["model"], r["path"]) for r in extra} == {("ERM again", str(out / "erm_s0"))}
+    assert sorted(json.loads((res / "runs.json").read_text())) == ["ERM s0", "constrained s0"]
+    table = (res / "table.md").read_text()
+    assert table.startswith("## all\n\n") and "\n## extra\n\n" in table
+    # one column per label in the order collected, one row per γ, in points: ERM 40, constrained 50, base 10 at γ = 1
+    table = table.replace(" ± 0.0%", "")
+    assert "| 1 | 40.0 | 50.0 | 10.0 |" in table and "| 1 | 60.0 |" in table.split("## extra")[1]
+    # the measurement is not taken again (its file exists): the bad subcommand never runs
+    assert run_study(str(path)) == []
+
+
+def test_bad_sweeps_and_reports(tmp_path):
+    base = "  - seeds: [0]\n    runs:\n      - {label: a}\n"
+    with pytest.raises(ValueError, match="no run or model"):
+        load_study(write_study(tmp_path, base + "sweeps:\n  - {args: '--gammas 0', runs: [b]}\n"))
+    with pytest.raises(ValueError, match="args"):
+        load_study(write_study(tmp_path, base + "sweeps:\n  - {runs: [a]}\n"))
+    with pytest.raises(ValueError, match="unknown field"):
+        load_study(write_study(tmp_path, base + "reprots: []\n"))
+    with pytest.raises(ValueError, match="measure\\[0\\] needs `command` and `done`"):
+        load_study(write_study(tmp_path, base + "measure:\n  - {command: floor}\n"))

@@ -338,3 +338,22 @@ def test_impulse_noise_by_hand():
     assert torch.equal(impulse_noise(ds, 0.2, seed=3)[:]["noisy_frames"], some[:]["noisy_frames"])
     with pytest.raises(ValueError, match="fraction"):
         impulse_noise(ds, 1.5)
+
+
+def test_one_sweep_entry_point_for_denoising(small_data):
+    """hf_cut.evaluation.sweep("denoising", …): the same records as a direct evaluation of each model, aggregated
+    over the noise seeds by hand; an unknown task or option is refused by name."""
+    from hf_cut.evaluation import sweep
+
+    model = tiny_model(n=64, T=4, d=4, L=2, scale=0.05)
+    result = sweep("denoising", {"m": model}, [0.0, 1.0], dataset=small_data["test"], seeds=[0, 1], batch_size=10)
+    for gamma in (0.0, 1.0):
+        by_seed = [evaluate_denoiser(model, small_data["test"], gamma=gamma, seed=s, batch_size=10)["rmse"]
+                   for s in (0, 1)]  # fmt: skip
+        assert [r["rmse"] for r in result.records if r["gamma"] == gamma] == pytest.approx(by_seed, rel=1e-6)
+        row = next(a for a in result.aggregates if a["gamma"] == gamma)
+        assert row["rmse_mean"] == pytest.approx(sum(by_seed) / 2, rel=1e-6)
+    with pytest.raises(ValueError, match="task"):
+        sweep("segmentation", ["m"], [0.0])
+    with pytest.raises(ValueError, match="limit"):
+        sweep("denoising", {"m": model}, [0.0], dataset=small_data["test"], limit=3)

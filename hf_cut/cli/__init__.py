@@ -18,7 +18,7 @@ __all__ = ["COMMANDS", "main"]
 # subcommand -> (module under hf_cut, what it does)
 COMMANDS: dict[str, tuple[str, str]] = {
     "sweep": ("cli.sweep", "γ sweep of saved models: per-layer losses, the task metric, constraint statistics"),
-    "study": ("studies", "train a study file's missing runs and merge their sweeps"),
+    "study": ("studies.runner", "run a study file: train what is missing, sweep, merge, measure, write its reports"),
     "frontier": ("cli.frontier", "the frontier of methods: in distribution against under noise, with verdicts"),
     "report": ("cli.report", "tables of merged sweeps: per γ, per training seed, differences with their spread"),
     "floor": ("cli.floor", "the input-free floor of a sweep's token accuracy"),

@@ -8,7 +8,7 @@ held-out prompts, then measured on the next `--prompts`) and OUT/early_exit.png.
 
 ```bash
 python eval/early_exit.py --model outputs/smollm2/erm_s0 outputs/smollm2/cut_s0 --labels ERM constrained \
-    --limit 64 --speculative --early_exits 6 10 14 18 22 26 --output_dir docs/early_exit
+    --limit 64 --speculative --early_exits 6 10 14 18 22 26 --output_dir studies/smollm2/results/early_exit
 ```
 `--save_truncated DIR` also writes each model cut at its best k (a plain checkpoint, `hf_cut.evaluation.save_truncated`).
 """

@@ -6,7 +6,7 @@ that scores no more than this has lost everything its input told it.
 
 ```bash
 # the SmolLM2 recipe's data: 480 training examples, the sweep's 64 held-out ones
-python eval/floor.py --model smollm2 --num_train 480 --limit 64 --output docs/smollm2/floor.json
+python eval/floor.py --model smollm2 --num_train 480 --limit 64 --output studies/smollm2_noise/results/floor.json
 ```
 """
 

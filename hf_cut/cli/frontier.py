@@ -7,9 +7,9 @@ Reads γ sweeps (`ood_sweep.json` files or their directories, from `eval/ood_swe
 with a method name (`ERM γ=0.5`, `deep supervision w=0.3 γ=1`, `constrained upper half γ=1`); writes
 `frontier.json` (points, verdicts), `frontier.md` (the table) and `frontier.png`, and prints the table and the verdict. Run it on your own model's sweeps:
 
-# The SmolLM2 noise-training study (docs/results/noise_training.md)
+# The SmolLM2 noise-training study (studies/smollm2_noise/README.md)
 ```bash
-python eval/frontier.py docs/smollm2/noise_training --output_dir docs/smollm2 --floor docs/smollm2/floor.json
+python eval/frontier.py studies/smollm2_noise/results --output_dir studies/smollm2/results --floor studies/smollm2_noise/results/floor.json
 ```
 
 # Your own sweeps, noise levels chosen by hand, classification accuracy

@@ -3,7 +3,7 @@ Pool generation sweeps (eval/alpaca_eval.py outputs) over training seeds: win ra
 comparison and γ. Directories ROOT/<comparison>_s<seed>/alpaca_eval.json are pooled by <comparison>.
 
 ```bash
-python eval/generation_report.py docs/smollm2/generation --output docs/smollm2/generation.json
+python eval/generation_report.py studies/smollm2/results/generation --output studies/smollm2/results/generation.json
 ```
 """
 

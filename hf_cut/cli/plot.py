@@ -7,15 +7,15 @@ are instead the mean layer losses of each model label of a γ sweep (`eval/ood_s
 
 # From a γ sweep: every label at γ = 0, log scale (a real LLM's ℓ_0 is tens of nats)
 ```bash
-python eval/plot_layer_losses.py --sweep docs/smollm2/ood_sweep.json --gamma 0 --models pretrained ERM constrained \
-    --log --output docs/smollm2/layer_losses.png
+python eval/plot_layer_losses.py --sweep studies/smollm2/results/ood_sweep.json --gamma 0 --models pretrained ERM constrained \
+    --log --output studies/smollm2/results/layer_losses.png
 ```
 
 # Constrained against plain ERM
 ```bash
 python eval/plot_layer_losses.py outputs/llama_sft_tiny outputs/llama_sft_tiny_erm \
     --labels constrained ERM \
-    --output docs/layer_losses.png
+    --output studies/builtin_demo/results/layer_losses.png
 ```
 """
 
@@ -67,7 +67,7 @@ def make_parser() -> argparse.ArgumentParser:
     parser.add_argument("--models", nargs="+", default=None, help="with --sweep: the model labels (default: all)")
     parser.add_argument("--log", action="store_true", help="logarithmic loss axis")
     parser.add_argument("--labels", nargs="+", default=None, help="one label per OUT_DIR (default: directory names)")
-    parser.add_argument("--output", default="docs/layer_losses.png", help="where to write the PNG")
+    parser.add_argument("--output", default="studies/builtin_demo/results/layer_losses.png", help="where to write the PNG")
     parser.add_argument("--title", default="Held-out loss per layer", help="plot title")
     return parser
 

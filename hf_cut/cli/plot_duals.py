@@ -5,7 +5,7 @@ one line per run — from a run's `layer_losses.json` (its `log_history`) or fro
 
 ```bash
 python eval/plot_duals.py logs/hard_s0.log logs/cut_s0.log --labels "hard (paper)" "β = 1/L" \
-    --logging_steps 5 --output docs/smollm2/duals.png
+    --logging_steps 5 --output studies/smollm2/results/duals.png
 ```
 """
 

@@ -5,17 +5,18 @@ baseline, the share of satisfied constraints and the mean descent ratio.
 ```bash
 python eval/report.py outputs/ood_sweep --baseline ERM
 # mean ± std over training seeds (each saved model averaged over its noise seeds first), one column per model
-python eval/report.py docs/smollm2 --by_training_seed --metric token_accuracy
+python eval/report.py studies/smollm2/results --by_training_seed --metric token_accuracy
 # one row per setting (label) and one column per γ: studies of many settings
-python eval/report.py docs/smollm2/noise_training --by_training_seed --rows models
+python eval/report.py studies/smollm2_noise/results --by_training_seed --rows models
 # one draw of the evaluation noise only (does a comparison survive another draw?)
-python eval/report.py docs/smollm2/noise_training/noise_seeds --by_training_seed --rows models --noise_seeds 1
+python eval/report.py studies/smollm2_noise/results/noise_seeds --by_training_seed --rows models --noise_seeds 1
 # is A ahead of B by more than the spread, γ by γ?
-python eval/report.py docs/smollm2/noise_training --differences "ERM γ=1 vs constrained γ=1"
+python eval/report.py studies/smollm2_noise/results --differences "ERM γ=1 vs constrained γ=1"
 ```
 """
 
 import argparse
+import os
 
 
 def main(args: argparse.Namespace) -> None:
@@ -33,6 +34,12 @@ def main(args: argparse.Namespace) -> None:
         print(training_seed_table(result, metric=args.metric, percent=percent, rows=args.rows))
     else:
         print(comparison_table(result, baseline=args.baseline, metric=args.metric))
+    if args.figures:
+        from hf_cut.evaluation.report import plot_sweep
+
+        names = {"token_accuracy": "token accuracy", "accuracy": "accuracy", "rmse": "RMSE"}
+        os.makedirs(args.figures, exist_ok=True)
+        plot_sweep(result, args.figures, args.metric, names.get(args.metric, args.metric))
 
 
 def _pair(text: str) -> tuple[str, str]:
@@ -67,6 +74,8 @@ def make_parser() -> argparse.ArgumentParser:
         "--differences", nargs="+", type=_pair, default=None, metavar="'A vs B'",
         help="per pair of labels and γ: mean difference over training seeds, combined spread, * beyond it",
     )  # fmt: skip
+    parser.add_argument("--figures", default=None, metavar="DIR",
+                        help="also draw metric_vs_gamma.png and loss_vs_layer.png of the sweep into DIR")
     return parser
 
 

@@ -4,7 +4,7 @@ layer losses are, constraint satisfaction, the final duals, the training time â€
 
 ```bash
 python eval/runs_table.py outputs/smollm2/{erm,hard,cut}_s0 --labels ERM "hard (paper)" constrained \
-    --output docs/smollm2/runs.json
+    --output studies/smollm2/results/runs_table.json
 # add two runs to a committed table, keeping its other rows
 python eval/runs_table.py outputs/new_s0 outputs/new_s1 --merge docs/x/runs.json --output docs/x/runs.json
 ```

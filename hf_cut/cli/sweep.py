@@ -146,15 +146,12 @@ def main(args: argparse.Namespace) -> None:
         return
     common = dict(seeds=args.seeds, alpha=args.alpha, batch_size=args.batch_size, labels=args.labels,
                   limit=args.limit, noise_mean=args.noise_mean)  # fmt: skip
-    if args.task == "classification":
-        from ..evaluation.classifier_sweep import classifier_ood_sweep
+    from ..evaluation import sweep
 
-        result = classifier_ood_sweep(args.model, args.gammas, dataset=args.dataset, dataset_config=args.dataset_config,
-                                      split=args.split, max_length=args.max_length, **common)  # fmt: skip
-    else:
-        from ..evaluation.sweep import ood_sweep
-
-        result = ood_sweep(args.model, args.gammas, dataset=args.dataset, **common)
+    text = dict(dataset=args.dataset, dataset_config=args.dataset_config, split=args.split, max_length=args.max_length)
+    if args.task == "causal_lm":
+        text = {"dataset": args.dataset}
+    result = sweep(args.task, args.model, args.gammas, **text, **common)
     paths = write_sweep(result, args.output_dir)
     print(comparison_table(result, baseline=args.baseline, metric=sweep_metric(result)))
     print("Written: " + ", ".join(paths.values()))

@@ -1,0 +1,228 @@
+"""Running a study file (:mod:`hf_cut.studies.spec`): train what is missing, sweep it, merge, measure, report.
+
+Stages run in order, and inside a stage seed by seed (every run's seed 0 before any seed 1), so a study stopped early
+holds the same seeds for every setting. A run is trained when its folder has no ``layer_losses.json`` (no
+``ood_sweep.json`` where the recipe sweeps itself) and swept by each ``sweeps`` entry whose output is missing; the
+study file is read again after every run, so runs can be added while it goes; a run that fails is reported and the
+others go on. Several workers can share a study: each claims a run (a ``.claim`` folder in the run's folder, removed
+when the run is done) before working on it; the claims of an interrupted study stay, remove them to start it again.
+After each run its sweep records, relabelled with the run's label and its model folder as ``path`` (one training
+seed), replace that folder's records in the results file, and its summary (runtime, dual variables, held-out layer
+losses) goes into ``results/runs.json``. Then the ``measure`` commands whose output is missing, and every ``reports``
+command: with every model and measurement cached, a study run again rewrites its tables and figures unchanged.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import io
+import json
+import os
+import shlex
+import subprocess
+import sys
+import time
+
+from .spec import Run, SweepSpec, load_study, planned_runs, sweep_specs
+
+__all__ = ["main", "run_reports", "run_study"]
+
+SUMMARY_KEYS = (
+    "train_runtime", "global_step", "num_layers", "dual_variables", "layer_losses", "rmse", "eval_loss",
+    "eval_mean_token_accuracy", "constraint_satisfaction", "descent_ratio_mean", "example_satisfaction",
+)  # fmt: skip
+RECIPE_SWEEP = SweepSpec(args="", into="sweep.json", runs=None, labels={})  # the recipe's own ood_sweep.json
+
+
+def _log(message: str) -> None:
+    print(f"[{time.strftime('%H:%M:%S')}] {message}", flush=True)
+
+
+def _sweep_dir(run: Run, spec: SweepSpec) -> str:
+    return run.output_dir if spec is RECIPE_SWEEP else os.path.join(run.output_dir, spec.folder)
+
+
+def _swept(run: Run, spec: SweepSpec) -> bool:
+    return os.path.isfile(os.path.join(_sweep_dir(run, spec), "ood_sweep.json"))
+
+
+def _specs(study: dict, run: Run) -> list[SweepSpec]:
+    """The sweeps that cover ``run``: the study's ``sweeps`` entries, else the recipe's own."""
+    specs = sweep_specs(study)
+    return [s for s in specs if s.covers(run)] if specs else [RECIPE_SWEEP]
+
+
+def _needs_training(study: dict, run: Run) -> bool:
+    if run.model is not None:
+        return False
+    return not _swept(run, RECIPE_SWEEP) if not sweep_specs(study) else not run.trained
+
+
+def _pending(study: dict, run: Run) -> bool:
+    return _needs_training(study, run) or not all(_swept(run, s) for s in _specs(study, run))
+
+
+def _collect(run: Run, spec: SweepSpec, results: str) -> None:
+    """Replace the run's records in ``results/<spec.into>`` by its sweep's (relabelled, its folder as ``path``), and
+    put its summary into ``results/runs.json``."""
+    from ..evaluation.report import load_sweep
+    from ..evaluation.sweep import SCALAR_METRICS, aggregate_records
+
+    path = run.model or run.output_dir
+    target = os.path.join(results, spec.into)
+    os.makedirs(os.path.dirname(target), exist_ok=True)
+    kept = [r for r in load_sweep(target).records if r.get("path") != path] if os.path.isfile(target) else []
+    label = spec.labels.get(run.label, run.label)
+    records = kept + [{**r, "model": label, "path": path} for r in load_sweep(_sweep_dir(run, spec)).records]
+    aggregates = aggregate_records(records, metrics=(*SCALAR_METRICS, "rmse", "accuracy"))
+    with open(target, "w", encoding="utf-8") as f:
+        json.dump({"config": {"study": "see the study file"}, "records": records, "aggregates": aggregates}, f)
+    summary_path = os.path.join(run.output_dir, "layer_losses.json")
+    if run.model is not None or not os.path.isfile(summary_path):
+        return
+    runs_path = os.path.join(results, "runs.json")
+    runs = json.load(open(runs_path, encoding="utf-8")) if os.path.isfile(runs_path) else {}
+    with open(summary_path, encoding="utf-8") as f:
+        summary = json.load(f)
+    runs[run.key] = {"label": run.label, "seed": run.seed, "path": run.output_dir,
+                     **{k: summary[k] for k in SUMMARY_KEYS if k in summary}}  # fmt: skip
+    with open(runs_path, "w", encoding="utf-8") as f:
+        json.dump(dict(sorted(runs.items())), f, indent=1)
+
+
+def _claim(run: Run) -> bool:
+    """Take ``run`` for this worker: its folder made, then ``.claim`` inside it created atomically; another worker of
+    the same study that finds the claim goes on to the next run (start several to use several cores)."""
+    os.makedirs(run.output_dir, exist_ok=True)
+    try:
+        os.mkdir(os.path.join(run.output_dir, ".claim"))
+        return True
+    except FileExistsError:
+        return False
+
+
+def _call(command: list[str], log_path: str, key: str, stdout: str | None = None) -> bool:
+    _log(f"{key}: {shlex.join(command)}")
+    with open(log_path, "a", encoding="utf-8") as log, open(stdout or os.devnull, "w", encoding="utf-8") as out:
+        code = subprocess.call(command, stdout=out if stdout else log, stderr=log)
+    if code != 0:
+        _log(f"{key} FAILED ({code}): {log_path}")
+    return code == 0
+
+
+def _work(study: dict, run: Run, results: str) -> bool:
+    """Train ``run`` if it needs it, sweep it where a sweep is missing, collect it; False when a step failed."""
+    log = os.path.join(run.output_dir, "train.log")
+    if _needs_training(study, run) and not _call([sys.executable, study["recipe"], *run.flags], log, run.key):
+        return False
+    for spec in _specs(study, run):
+        if spec is not RECIPE_SWEEP and not _swept(run, spec):
+            command = [sys.executable, "-m", "hf_cut", "sweep", "--model", run.model or run.output_dir, "--labels",
+                       spec.labels.get(run.label, run.label), *shlex.split(spec.args), "--output_dir",
+                       _sweep_dir(run, spec)]  # fmt: skip
+            if not _call(command, os.path.join(run.output_dir, "sweep.log"), run.key):
+                return False
+        _collect(run, spec, results)
+    return True
+
+
+def _fill(command: str, study: dict, results: str) -> list[str]:
+    argv = shlex.split(command.replace("{results}", results).replace("{output_dir}", study["output_dir"]))
+    if "{runs}" in argv:
+        i = argv.index("{runs}")
+        argv[i : i + 1] = [r.output_dir for r in planned_runs(study) if r.model is None and r.trained]
+    return argv
+
+
+def run_reports(study: dict, results: str) -> None:
+    """Every ``reports`` command in order, in this process, inside the results folder (paths in their command lines
+    are relative to it, so what they write does not depend on where the folder is); a ``stdout`` file is written by
+    its first command and appended to by the next ones naming it."""
+    from ..cli import main as hf_cut
+
+    written: set[str] = set()
+    here = os.getcwd()
+    os.makedirs(results, exist_ok=True)
+    os.chdir(results)
+    try:
+        for entry in study.get("reports") or []:
+            argv = _fill(entry["command"], study, ".")
+            output = io.StringIO()
+            with contextlib.redirect_stdout(output):
+                code = hf_cut(argv)
+            if code:
+                raise RuntimeError(f"report `hf-cut {entry['command']}` exited with {code}")
+            if entry.get("stdout"):
+                path = entry["stdout"]
+                with open(path, "a" if path in written else "w", encoding="utf-8") as f:
+                    f.write(("\n" if path in written else "") + (f"{entry['heading']}\n\n" if entry.get("heading") else ""))
+                    f.write(output.getvalue())
+                written.add(path)
+    finally:
+        os.chdir(here)
+
+
+def run_study(path: str, dry_run: bool = False, collect_only: bool = False, reports_only: bool = False,
+              results: str | None = None) -> list[str]:  # fmt: skip
+    """Train and sweep the study's missing runs one after another, collecting each, then take the missing
+    measurements and write the reports; returns the keys of the runs (or measurements) that failed. ``results``
+    overrides the study's results folder."""
+    failed: list[str] = []
+    while not (dry_run or collect_only or reports_only):
+        study = load_study(path)
+        results_dir = results or study["results"]
+        pending = [r for r in planned_runs(study) if r.key not in failed and _pending(study, r)]
+        run = next((r for r in pending if _claim(r)), None)
+        if run is None:  # done, or every pending run is another worker's
+            break
+        try:
+            if not _work(study, run, results_dir):
+                failed.append(run.key)
+        finally:
+            os.rmdir(os.path.join(run.output_dir, ".claim"))
+    study = load_study(path)
+    results_dir = results or study["results"]
+    if dry_run:
+        for run in planned_runs(study):
+            if _pending(study, run):
+                print(f"{run.key}: " + (f"{study['recipe']} {' '.join(run.flags)}" if _needs_training(study, run)
+                                        else "sweep only"))  # fmt: skip
+        return failed
+    if collect_only:
+        for run in planned_runs(study):
+            for spec in _specs(study, run):
+                if _swept(run, spec):
+                    _collect(run, spec, results_dir)
+    if not (collect_only or reports_only):
+        for entry in study.get("measure") or []:
+            done = os.path.join(results_dir, entry.get("done") or entry["stdout"])
+            if not os.path.exists(done):
+                command = [sys.executable, "-m", "hf_cut", *_fill(entry["command"], study, results_dir)]
+                stdout = os.path.join(results_dir, entry["stdout"]) if entry.get("stdout") else None
+                os.makedirs(study["output_dir"], exist_ok=True)
+                if not _call(command, os.path.join(study["output_dir"], "measure.log"), done, stdout):
+                    failed.append(done)
+    run_reports(study, results_dir)
+    return failed
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description="Run a study file: train, sweep, merge, measure and report.")
+    parser.add_argument("study", help="the study file (YAML)")
+    parser.add_argument("--dry_run", action="store_true", help="list the runs still to train or sweep, run nothing")
+    parser.add_argument("--collect_only", action="store_true",
+                        help="merge the swept runs' results and write the reports, train and measure nothing")
+    parser.add_argument("--reports_only", action="store_true",
+                        help="write the reports from the results files alone (every table and figure again)")
+    parser.add_argument("--results", default=None, help="a results folder other than the study's")
+    args = parser.parse_args(argv)
+    failed = run_study(args.study, dry_run=args.dry_run, collect_only=args.collect_only,
+                       reports_only=args.reports_only, results=args.results)  # fmt: skip
+    if failed:
+        print(f"{len(failed)} run(s) or measurement(s) failed: {', '.join(failed)}")
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
