@@ -146,5 +146,7 @@ def test_bad_sweeps_and_reports(tmp_path):
         load_study(write_study(tmp_path, base + "sweeps:\n  - {runs: [a]}\n"))
     with pytest.raises(ValueError, match="unknown field"):
         load_study(write_study(tmp_path, base + "reprots: []\n"))
-    with pytest.raises(ValueError, match="measure\\[0\\] needs `command` and `done`"):
+    with pytest.raises(ValueError, match="measure\\[0\\] needs one of `command` and `script`, and `done`"):
         load_study(write_study(tmp_path, base + "measure:\n  - {command: floor}\n"))
+    with pytest.raises(ValueError, match="not beside the study file"):
+        load_study(write_study(tmp_path, base + "reports:\n  - {script: nowhere.py}\n"))

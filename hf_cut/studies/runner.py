@@ -135,6 +135,13 @@ def _fill(command: str, study: dict, results: str) -> list[str]:
     return argv
 
 
+def _script(study: dict, entry: dict, results: str, cwd: str) -> None:
+    """Run a study's own script (``script``) on its results folder; ``RuntimeError`` when it fails."""
+    script = os.path.join(study["_folder"], entry["script"])
+    if subprocess.call([sys.executable, script, "--results", results], cwd=cwd) != 0:
+        raise RuntimeError(f"study script {script} failed")
+
+
 def run_reports(study: dict, results: str) -> None:
     """Every ``reports`` command in order, in this process, inside the results folder (paths in their command lines
     are relative to it, so what they write does not depend on where the folder is); a ``stdout`` file is written by
@@ -147,6 +154,9 @@ def run_reports(study: dict, results: str) -> None:
     os.chdir(results)
     try:
         for entry in study.get("reports") or []:
+            if entry.get("script"):
+                _script(study, entry, os.path.join(here, results) if not os.path.isabs(results) else results, here)
+                continue
             argv = _fill(entry["command"], study, ".")
             output = io.StringIO()
             with contextlib.redirect_stdout(output):
@@ -198,7 +208,10 @@ def run_study(path: str, dry_run: bool = False, collect_only: bool = False, repo
         for entry in study.get("measure") or []:
             done = os.path.join(results_dir, entry.get("done") or entry["stdout"])
             if not os.path.exists(done):
-                command = [sys.executable, "-m", "hf_cut", *_fill(entry["command"], study, results_dir)]
+                if entry.get("script"):
+                    command = [sys.executable, os.path.join(study["_folder"], entry["script"]), "--results", results_dir]
+                else:
+                    command = [sys.executable, "-m", "hf_cut", *_fill(entry["command"], study, results_dir)]
                 stdout = os.path.join(results_dir, entry["stdout"]) if entry.get("stdout") else None
                 os.makedirs(study["output_dir"], exist_ok=True)
                 if not _call(command, os.path.join(study["output_dir"], "measure.log"), done, stdout):

@@ -31,6 +31,8 @@ Optional fields:
   time the study is, in order, inside the results folder (their paths are relative to it); ``stdout`` names the file
   their output goes to (listed again: appended), ``heading`` a line written above it. ``{results}`` and
   ``{output_dir}`` in a ``measure`` command line are the study's folders.
+- In ``measure`` and ``reports``, ``script`` instead of ``command``: a Python file beside the study file, for what no
+  ``hf-cut`` command does (a study's own figures, another kind of shift), run as ``python FILE --results RESULTS``.
 """
 
 from __future__ import annotations
@@ -142,9 +144,15 @@ def load_study(path: str) -> dict:
                 raise ValueError(f"{path}: sweeps[{i}] names {label!r}, which is no run or model of the study.")
     for name in ("measure", "reports"):
         for i, entry in enumerate(study.get(name) or []):
-            _unknown(f"{path}: {name}[{i}]", entry, ("command", "done", "stdout", "heading"))
-            if not entry.get("command") or (name == "measure" and not (entry.get("done") or entry.get("stdout"))):
-                raise ValueError(f"{path}: {name}[{i}] needs `command`" + (" and `done`." if name == "measure" else "."))
+            _unknown(f"{path}: {name}[{i}]", entry, ("command", "script", "done", "stdout", "heading"))
+            if bool(entry.get("command")) == bool(entry.get("script")) or (
+                name == "measure" and not (entry.get("done") or entry.get("stdout"))
+            ):
+                raise ValueError(f"{path}: {name}[{i}] needs one of `command` and `script`"
+                                 + (", and `done`." if name == "measure" else "."))  # fmt: skip
+            if entry.get("script") and not os.path.isfile(os.path.join(os.path.dirname(path), entry["script"])):
+                raise ValueError(f"{path}: {name}[{i}]: the script {entry['script']!r} is not beside the study file.")
+    study["_folder"] = os.path.dirname(path)
     return study
 
 
