@@ -8,7 +8,7 @@ median over the repeats of its run's mean step time over plain SFT's in the same
 a shared machine cancel); the memory ratio is that of the peak memory (CPU: peak RSS of the run's process; GPU:
 ``torch.cuda.max_memory_allocated``).
 
-    python bench/benchmark.py --shapes cpu gpu --repeats 5 --steps 16 --warmup 2   # docs/performance.{json,md}
+    python bench/benchmark.py --shapes cpu gpu --repeats 5 --steps 16 --warmup 2   # bench/results/performance.json, docs/performance.md
     python bench/benchmark.py --quick --output /tmp/perf.json                     # smoke test, ~20-60 s
 
 Shapes: ``cpu`` has the cost structure of Llama 3.1 8B (see ``flop_model``: the readout costs ~9 decoder layers and
@@ -265,7 +265,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "--output",
         type=Path,
         default=None,
-        help="JSON report (default docs/performance.json; --quick: none unless given)",
+        help="JSON report (default bench/results/performance.json; --quick: none unless given)",
     )
     p.add_argument(
         "--markdown",
@@ -313,7 +313,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     if not args.quick and any(args.steps % k for k in intervals):
         p.error(f"--steps {args.steps} must be a multiple of every variant's layer_loss_interval {sorted(intervals)}")
     if not args.quick:
-        args.output = args.output or ROOT / "docs" / "performance.json"
+        args.output = args.output or ROOT / "bench" / "results" / "performance.json"
         args.markdown = args.markdown or ROOT / "docs" / "performance.md"
     if args.no_markdown:
         args.markdown = None

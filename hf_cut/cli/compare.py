@@ -3,7 +3,7 @@ Does a re-run reproduce a committed sweep? Each model of the new sweeps against 
 path, γ, noise seed) of the reference sweeps: how many matched and the largest absolute difference of the metric.
 
 ```bash
-python eval/compare_sweeps.py studies/smollm2_noise/results --against outputs/smollm2_noise/sweeps_reproduce/*
+python eval/compare_sweeps.py studies/smollm2_noise/results --against outputs/smollm2_noise/reproduce
 ```
 """
 

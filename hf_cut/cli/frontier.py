@@ -9,7 +9,7 @@ with a method name (`ERM γ=0.5`, `deep supervision w=0.3 γ=1`, `constrained up
 
 # The SmolLM2 noise-training study (studies/smollm2_noise/README.md)
 ```bash
-python eval/frontier.py studies/smollm2_noise/results --output_dir studies/smollm2/results --floor studies/smollm2_noise/results/floor.json
+python eval/frontier.py studies/smollm2_noise/results --output_dir studies/smollm2_noise/results --floor studies/smollm2_noise/results/floor.json
 ```
 
 # Your own sweeps, noise levels chosen by hand, classification accuracy

@@ -3,7 +3,7 @@ Merge γ sweeps (one per model, or from earlier studies) into one: records conca
 aggregates recomputed; writes OUT/ood_sweep.json, ood_sweep.csv and the plots, as eval/ood_sweep.py does.
 
 ```bash
-python eval/merge_sweeps.py outputs/sweeps/erm_g1_s0 outputs/sweeps/cut_g1_s0 --output_dir studies/smollm2_noise/results
+python eval/merge_sweeps.py outputs/sweeps/erm_g1_s0 outputs/sweeps/cut_g1_s0 --output_dir outputs/merged
 # an earlier sweep whose labels lacked the training γ
 python eval/merge_sweeps.py studies/smollm2/results --relabel "ERM=ERM γ=0" "constrained=constrained γ=0" --output_dir out
 # two settings out of a merged file

@@ -15,7 +15,7 @@ python eval/plot_layer_losses.py --sweep studies/smollm2/results/ood_sweep.json 
 ```bash
 python eval/plot_layer_losses.py outputs/llama_sft_tiny outputs/llama_sft_tiny_erm \
     --labels constrained ERM \
-    --output studies/builtin_demo/results/layer_losses.png
+    --output outputs/layer_losses.png
 ```
 """
 
@@ -67,7 +67,7 @@ def make_parser() -> argparse.ArgumentParser:
     parser.add_argument("--models", nargs="+", default=None, help="with --sweep: the model labels (default: all)")
     parser.add_argument("--log", action="store_true", help="logarithmic loss axis")
     parser.add_argument("--labels", nargs="+", default=None, help="one label per OUT_DIR (default: directory names)")
-    parser.add_argument("--output", default="studies/builtin_demo/results/layer_losses.png", help="where to write the PNG")
+    parser.add_argument("--output", default="layer_losses.png", help="where to write the PNG")
     parser.add_argument("--title", default="Held-out loss per layer", help="plot title")
     return parser
 
