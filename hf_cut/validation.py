@@ -129,15 +129,3 @@ def parse_recipe_args(parser, argv: Sequence[str], default_config: str, check=No
     except ValueError as err:
         parser.error(str(err))
     return parsed
-
-
-def check_sweep_paths(parser, paths) -> None:
-    """``parser.error`` (a usage error, before anything is loaded) for a path that is neither a sweep file nor a folder
-    holding one."""
-    from .evaluation.report import sweep_file
-
-    for path in paths:
-        try:
-            sweep_file(path)
-        except ValueError as err:
-            parser.error(str(err))

@@ -9,7 +9,7 @@ import transformers
 
 from hf_cut.data import builtin_instruction_dataset, train_builtin_tokenizer
 from hf_cut.evaluation.report import comparison_table, load_sweep, write_sweep
-from hf_cut.evaluation.stats import constraint_statistics, per_example_layer_losses
+from hf_cut.evaluation.tasks.stats import constraint_statistics, per_example_layer_losses
 from hf_cut.evaluation.sweep import SweepResult, aggregate_records, ood_sweep
 from hf_cut.evaluation.tasks.causal_lm import eval_trainer
 from tests.conftest import load_script, score_eval_set

@@ -96,7 +96,7 @@ def make_parser() -> argparse.ArgumentParser:
 def parse_args(argv=None) -> argparse.Namespace:
     parser = make_parser()
     args = parser.parse_args(argv)
-    from hf_cut.validation import check_sweep_paths
+    from hf_cut.cli.checks import check_sweep_paths
 
     check_sweep_paths(parser, args.sweeps)
     if args.floor and not os.path.isfile(args.floor):

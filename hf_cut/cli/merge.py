@@ -40,7 +40,7 @@ def make_parser() -> argparse.ArgumentParser:
 def parse_args(argv=None) -> argparse.Namespace:
     parser = make_parser()
     args = parser.parse_args(argv)
-    from hf_cut.validation import check_sweep_paths
+    from hf_cut.cli.checks import check_sweep_paths
 
     check_sweep_paths(parser, args.sweeps)
     bad = [item for item in args.relabel if "=" not in item or not item.split("=", 1)[0]]

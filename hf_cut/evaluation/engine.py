@@ -13,7 +13,7 @@ import torch
 from tqdm.auto import tqdm
 
 from .tasks import EvalSession, Task
-from .stats import constraint_statistics
+from .tasks.stats import constraint_statistics
 
 __all__ = ["evaluate", "run_sweep"]
 

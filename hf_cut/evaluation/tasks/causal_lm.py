@@ -7,7 +7,7 @@ import tempfile
 
 import torch
 
-from ..stats import per_example_layer_losses
+from .stats import per_example_layer_losses
 from ...readout import LayerReadoutRequest, num_layers
 from . import BatchScore, EvalSession, Task
 
