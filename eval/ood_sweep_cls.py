@@ -28,21 +28,9 @@ python eval/ood_sweep_cls.py --model outputs/roberta-base-mnli-cut outputs/rober
 The same as `python eval/ood_sweep.py --task classification …` (one parser for every task: hf_cut.cli.sweep).
 """
 
-import argparse
+from hf_cut.cli.sweep import main, preset
 
-from hf_cut.cli import sweep as sweep_cli
-from hf_cut.cli.sweep import main  # noqa: F401  (the tests call it)
-
-TASK = "classification"
-
-
-def make_parser() -> argparse.ArgumentParser:
-    return sweep_cli.make_parser(TASK, __doc__.strip().splitlines()[0])
-
-
-def parse_args(argv=None) -> argparse.Namespace:
-    return sweep_cli.parse_args(argv, TASK, __doc__.strip().splitlines()[0])
-
+make_parser, parse_args = preset("classification", __doc__.strip().splitlines()[0])
 
 if __name__ == "__main__":
     main(parse_args())

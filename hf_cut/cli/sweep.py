@@ -14,7 +14,7 @@ from dataclasses import asdict, fields
 
 from ..evaluation.tasks import TASK_NAMES
 
-__all__ = ["TASK_DEFAULTS", "main", "make_parser", "parse_args"]
+__all__ = ["TASK_DEFAULTS", "main", "make_parser", "parse_args", "preset"]
 
 # per-task defaults, as each task's command documented them before they shared a parser
 TASK_DEFAULTS = {
@@ -93,6 +93,18 @@ def parse_args(argv=None, task: str | None = None, description: str | None = Non
         check_sweep_args(args, SHORT_NAMES[args.task])
 
     return _fill_defaults(parse_checked(make_parser(task, description), argv, check))
+
+
+def preset(task: str, description: str):
+    """``(make_parser, parse_args)`` of the sweep with ``--task`` preset: what a per-task script exposes."""
+
+    def preset_parser() -> argparse.ArgumentParser:
+        return make_parser(task, description)
+
+    def preset_args(argv=None) -> argparse.Namespace:
+        return parse_args(argv, task, description)
+
+    return preset_parser, preset_args
 
 
 def _video_test_set(args: argparse.Namespace):
