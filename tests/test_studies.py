@@ -150,3 +150,44 @@ def test_bad_sweeps_and_reports(tmp_path):
         load_study(write_study(tmp_path, base + "measure:\n  - {command: floor}\n"))
     with pytest.raises(ValueError, match="not beside the study file"):
         load_study(write_study(tmp_path, base + "reports:\n  - {script: nowhere.py}\n"))
+
+
+def test_runner_sweeps_real_models_as_one_joint_sweep_would(tmp_path):
+    """End to end with the `sweeps` field: a stand-in recipe "trains" by copying a saved tiny Llama (one per seed), the
+    runner sweeps each run with `hf-cut sweep` in its own process and merges; every record equals the same
+    measurement of a sweep of both models at once (what the earlier studies ran), so per-run sweeps reproduce them."""
+    from hf_cut.cli import main as hf_cut
+    from tests.recipe_assets import write_tiny_llama
+
+    models = [write_tiny_llama(tmp_path / f"tiny{s}", num_layers=2, hidden_size=32, seed=s) for s in (0, 1)]
+    recipe = tmp_path / "copy_recipe.py"
+    recipe.write_text(textwrap.dedent(f'''
+        import json, shutil, sys
+        args = dict(zip(sys.argv[1::2], sys.argv[2::2]))
+        shutil.copytree({str(tmp_path)!r} + "/tiny" + args["--seed"], args["--output_dir"], dirs_exist_ok=True)
+        json.dump({{"num_layers": 2}}, open(args["--output_dir"] + "/layer_losses.json", "w"))
+    '''))
+    path = tmp_path / "study.yaml"
+    path.write_text(textwrap.dedent(f"""
+        recipe: {recipe}
+        output_dir: {tmp_path / "out"}
+        results: {tmp_path / "res"}
+        stages:
+          - seeds: [0, 1]
+            runs:
+              - {{label: ERM}}
+        sweeps:
+          - {{args: "--gammas 0 1 --seeds 0 --limit 6 --batch_size 4"}}
+    """))
+    assert run_study(str(path)) == []
+    collected = json.loads((tmp_path / "res" / "sweep.json").read_text())["records"]
+    hf_cut(["sweep", "--model", *map(str, models), "--labels", "ERM", "ERM", "--gammas", "0", "1", "--seeds", "0",
+            "--limit", "6", "--batch_size", "4", "--output_dir", str(tmp_path / "joint")])  # fmt: skip
+    joint = json.loads((tmp_path / "joint" / "ood_sweep.json").read_text())["records"]
+    assert len(collected) == len(joint) == 4
+    for record in collected:
+        seed = record["path"][-1]
+        twin = next(r for r in joint if r["path"] == str(tmp_path / f"tiny{seed}") and r["gamma"] == record["gamma"])
+        assert record["model"] == "ERM" and record["path"] == str(tmp_path / "out" / "erm" / f"s{seed}")
+        assert record["layer_losses"] == pytest.approx(twin["layer_losses"], rel=1e-6)
+        assert record["token_accuracy"] == twin["token_accuracy"]
