@@ -39,7 +39,8 @@ def test_study_file(path, tmp_path, monkeypatch):
     for name in glob.glob(str(copy / "**" / "*"), recursive=True):
         os.utime(name, (0, 0))
     assert run_study(path, reports_only=True, results=str(copy)) == []
-    written = [p for p in glob.glob(str(copy / "**" / "*"), recursive=True) if os.path.isfile(p) and os.stat(p).st_mtime > 0]
+    files = glob.glob(str(copy / "**" / "*"), recursive=True)
+    written = [p for p in files if os.path.isfile(p) and os.stat(p).st_mtime > 0]
     for entry in study["reports"]:
         if entry.get("stdout"):
             assert str(copy / entry["stdout"]) in written, entry

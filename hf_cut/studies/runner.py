@@ -166,7 +166,8 @@ def run_reports(study: dict, results: str) -> None:
             if entry.get("stdout"):
                 path = entry["stdout"]
                 with open(path, "a" if path in written else "w", encoding="utf-8") as f:
-                    f.write(("\n" if path in written else "") + (f"{entry['heading']}\n\n" if entry.get("heading") else ""))
+                    heading = f"{entry['heading']}\n\n" if entry.get("heading") else ""
+                    f.write(("\n" if path in written else "") + heading)
                     f.write(output.getvalue())
                 written.add(path)
     finally:
@@ -209,7 +210,8 @@ def run_study(path: str, dry_run: bool = False, collect_only: bool = False, repo
             done = os.path.join(results_dir, entry.get("done") or entry["stdout"])
             if not os.path.exists(done):
                 if entry.get("script"):
-                    command = [sys.executable, os.path.join(study["_folder"], entry["script"]), "--results", results_dir]
+                    script = os.path.join(study["_folder"], entry["script"])
+                    command = [sys.executable, script, "--results", results_dir]
                 else:
                     command = [sys.executable, "-m", "hf_cut", *_fill(entry["command"], study, results_dir)]
                 stdout = os.path.join(results_dir, entry["stdout"]) if entry.get("stdout") else None

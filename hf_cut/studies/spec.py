@@ -22,8 +22,8 @@ Optional fields:
 - ``models``: models swept as they are, never trained (``{label: pretrained, model: HuggingFaceTB/SmolLM2-135M}``).
 - ``sweeps``: how runs are swept when the recipe does not sweep them itself — each an ``hf-cut sweep`` flag line
   (``args``), the results file it merges into (``into``, default ``sweep.json``), the labels of the runs it covers
-  (``runs``, default all; ``"label s0"`` names one seed) and the label each gets in it (``labels``, default its own). Without ``sweeps`` a run's
-  sweep is the ``ood_sweep.json`` its recipe writes (``--sweep_gammas``).
+  (``runs``, default all; ``"label s0"`` names one seed) and the label each gets in it (``labels``, default its
+  own). Without ``sweeps`` a run's sweep is the ``ood_sweep.json`` its recipe writes (``--sweep_gammas``).
 - ``measure``: ``hf-cut`` command lines run once on the trained models (a second sweep, early exit, AlpacaEval);
   each is done when its ``done`` file (under ``results``) exists, so a committed measurement is never taken again;
   ``stdout`` (under ``results``) keeps what it prints. ``{runs}`` in its command line is every trained run's folder.
