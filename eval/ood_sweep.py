@@ -13,14 +13,14 @@ python eval/ood_sweep.py \
     --model outputs/llama_sft_tiny outputs/llama_sft_tiny_erm \
     --labels constrained ERM \
     --gammas 0 0.5 1 1.5 2 \
-    --seeds 0 1 2 \
+    --noise_seeds 0 1 2 \
     --output_dir outputs/ood_sweep
 ```
 
 # Classifiers and video denoisers: the same command, another task
 ```bash
 python eval/ood_sweep.py --task classification --model outputs/cls_minilm outputs/cls_minilm_erm \
-    --labels constrained ERM --gammas 0 0.5 1 2 --seeds 0 1 2 --output_dir outputs/ood_sweep_cls
+    --labels constrained ERM --gammas 0 0.5 1 2 --noise_seeds 0 1 2 --output_dir outputs/ood_sweep_cls
 python eval/ood_sweep.py --task denoising --model outputs/unrolled_denoise outputs/unrolled_denoise_erm \
     --labels constrained ERM --output_dir outputs/unrolled_denoise_sweep
 ```

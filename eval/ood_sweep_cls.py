@@ -11,7 +11,7 @@ python eval/ood_sweep_cls.py \
     --model outputs/cls_minilm outputs/cls_minilm_erm \
     --labels constrained ERM \
     --gammas 0 0.5 1 2 \
-    --seeds 0 1 2 \
+    --noise_seeds 0 1 2 \
     --output_dir outputs/ood_sweep_cls
 ```
 

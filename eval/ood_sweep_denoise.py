@@ -12,7 +12,7 @@ python eval/ood_sweep_denoise.py \
     --model outputs/unrolled_denoise outputs/unrolled_denoise_erm \
     --labels constrained ERM \
     --gammas 0 0.5 1 1.5 2 \
-    --seeds 0 1 2 \
+    --noise_seeds 0 1 2 \
     --output_dir outputs/unrolled_denoise_sweep
 ```
 

@@ -80,3 +80,19 @@ def test_sweep_subcommand_runs(tmp_path, task):
           "--output_dir", str(out)])  # fmt: skip
     records = json.loads((out / "ood_sweep.json").read_text())["records"]
     assert sorted((r["gamma"], r["seed"]) for r in records) == [(0.0, 0), (0.0, 1), (1.0, 0), (1.0, 1)]
+
+
+def test_one_flag_name_for_the_noise_seeds():
+    """The noise seeds are `--noise_seeds` in every subcommand (sweep, report) and `--noise_seed` for one draw
+    (alpaca-eval); the earlier names stay accepted and mean the same."""
+    from hf_cut.cli import alpaca, plot, sweep
+
+    def seeds(*argv):
+        return sweep._fill_defaults(sweep.make_parser().parse_args(["--model", "m", "--output_dir", "o", *argv])).seeds
+
+    assert seeds("--noise_seeds", "3", "4") == seeds("--seeds", "3", "4") == [3, 4]
+    assert seeds("--num_noise_seeds", "2") == seeds("--num_seeds", "2") == [0, 1] and seeds() == [0]
+    for flag in ("--noise_seed", "--seed"):
+        assert alpaca.make_parser().parse_args(["--model", "m", "--output_dir", "o", flag, "5"]).seed == 5
+    for flag in ("--keep", "--models"):
+        assert plot.make_parser().parse_args(["--sweep", "s.json", flag, "ERM"]).models == ["ERM"]

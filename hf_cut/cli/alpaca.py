@@ -114,7 +114,8 @@ def make_parser() -> argparse.ArgumentParser:
         help="'chat': the tokenizer's chat template; 'training': the prompt text the model was fine-tuned on "
         "(built-in prompts), e.g. for a chat model fine-tuned on prompt/completion data",
     )
-    parser.add_argument("--seed", type=int, default=0, help="noise seed (the same for model and reference)")
+    parser.add_argument("--noise_seed", "--seed", dest="seed", type=int, default=0,
+                        help="noise seed (the same for model and reference); --seed is the same flag")  # fmt: skip
     parser.add_argument("--noise_mean", type=float, default=0.0, help="μ of the noise")
     parser.add_argument("--batch_size", type=int, default=8)
     parser.add_argument("--max_new_tokens", type=int, default=256)

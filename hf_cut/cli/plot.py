@@ -64,7 +64,8 @@ def make_parser() -> argparse.ArgumentParser:
     parser.add_argument("out_dirs", nargs="*", metavar="OUT_DIR", help="run directories holding layer_losses.json")
     parser.add_argument("--sweep", default=None, help="an ood_sweep.json (or its directory) instead of run directories")
     parser.add_argument("--gamma", type=float, default=0.0, help="with --sweep: the noise level γ of the curves")
-    parser.add_argument("--models", nargs="+", default=None, help="with --sweep: the model labels (default: all)")
+    parser.add_argument("--keep", "--models", dest="models", nargs="+", default=None, metavar="LABEL",
+                        help="with --sweep: the labels drawn (default: all), as merge's --keep; --models is the same")  # fmt: skip
     parser.add_argument("--log", action="store_true", help="logarithmic loss axis")
     parser.add_argument("--labels", nargs="+", default=None, help="one label per OUT_DIR (default: directory names)")
     parser.add_argument("--output", default="layer_losses.png", help="where to write the PNG")

@@ -43,9 +43,10 @@ def make_parser(task: str | None = None, description: str | None = None) -> argp
     parser.add_argument("--model", nargs="+", required=True, help="saved model directories (or Hub names)")
     parser.add_argument("--labels", nargs="+", default=None, help="one name per model (default: directory names)")
     parser.add_argument("--gammas", nargs="+", type=float, default=[0.0, 0.5, 1.0, 1.5, 2.0], help="noise levels γ")
-    parser.add_argument("--seeds", nargs="+", type=int, default=None,
-                        help="noise seeds (default: 0; denoising: 0 1 2)")  # fmt: skip
-    parser.add_argument("--num_seeds", type=int, default=None, help="shortcut for --seeds 0 … N−1")
+    parser.add_argument("--noise_seeds", "--seeds", dest="seeds", nargs="+", type=int, default=None,
+                        help="noise seeds (default: 0; denoising: 0 1 2); --seeds is the same flag")  # fmt: skip
+    parser.add_argument("--num_noise_seeds", "--num_seeds", dest="num_seeds", type=int, default=None,
+                        help="shortcut for --noise_seeds 0 … N−1")  # fmt: skip
     parser.add_argument("--noise_mean", type=float, default=0.0, help="μ, the mean of the test noise")
     parser.add_argument("--alpha", type=float, default=0.1, help="α of the constraints whose satisfaction is measured")
     parser.add_argument("--batch_size", type=int, default=None, help="default: 64; denoising: 256")
