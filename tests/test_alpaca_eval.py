@@ -1,4 +1,4 @@
-"""Tests for hf_cut.evaluation.generation and hf_cut.evaluation.alpaca (offline: local judge, built-in prompts)."""
+"""Tests for hf_cut.evaluation.generation (decode, alpaca: offline, with the local judge and built-in prompts)."""
 
 from __future__ import annotations
 
@@ -15,14 +15,14 @@ import torch
 from transformers import AutoModelForCausalLM
 
 from hf_cut.data import builtin_instruction_dataset, format_prompt, train_builtin_tokenizer
-from hf_cut.evaluation.alpaca import (
+from hf_cut.evaluation.generation.alpaca import (
     BUILTIN_DATASET,
     judge_pairwise,
     load_alpaca_eval_instructions,
     write_model_outputs,
 )
-from hf_cut.evaluation.generation import generate_completions
-from hf_cut.evaluation.local_annotator import (
+from hf_cut.evaluation.generation.decode import generate_completions
+from hf_cut.evaluation.generation.local_annotator import (
     LOCAL_ANNOTATOR_DIR,
     exact_match,
     local_judge_verdict,
@@ -219,13 +219,13 @@ def test_f1_judge_gives_partial_credit_by_hand():
 
 
 def test_instructions_builtin_fallback_and_files(tmp_path, monkeypatch, caplog):
-    import hf_cut.evaluation.alpaca_data as alpaca_data
+    import hf_cut.evaluation.generation.alpaca_data as alpaca_data
 
     def offline(filename):
         raise OSError("Hub unreachable")
 
     monkeypatch.setattr(alpaca_data, "_hub_json", offline)
-    with caplog.at_level(logging.WARNING, logger="hf_cut.evaluation.alpaca"):
+    with caplog.at_level(logging.WARNING, logger="hf_cut.evaluation.generation.alpaca"):
         rows = load_alpaca_eval_instructions(limit=20)
     assert "built-in held-out prompts" in caplog.text
     assert len(rows) == 20 and {r["dataset"] for r in rows} == {BUILTIN_DATASET}
@@ -341,7 +341,7 @@ def test_sweep_end_to_end_with_local_annotator(tiny_models, tmp_path):
         assert (out / f"judge_gamma{gamma}" / "annotations.json").exists()
 
     # against a fixed JSON of the model's own clean outputs: every pair is identical at γ = 0 → exactly 50%
-    from hf_cut.evaluation.alpaca import alpaca_eval_sweep
+    from hf_cut.evaluation.generation.alpaca import alpaca_eval_sweep
 
     again = alpaca_eval_sweep(paths["trained"], str(out / "outputs_gamma0.json"), [0.0], str(tmp_path / "self"),
                               limit=6, annotators_config="local", instructions="builtin", batch_size=4,
@@ -352,7 +352,7 @@ def test_sweep_end_to_end_with_local_annotator(tiny_models, tmp_path):
 
 def test_sweep_with_training_prompts_and_exact_match(tiny_models, tmp_path):
     require("alpaca_eval")
-    from hf_cut.evaluation.alpaca import alpaca_eval_sweep
+    from hf_cut.evaluation.generation.alpaca import alpaca_eval_sweep
 
     _, _, _, paths = tiny_models
     out = tmp_path / "exact"

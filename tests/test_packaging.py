@@ -37,7 +37,7 @@ def test_wheel_contents(wheel):
     metadata = zipfile.ZipFile(wheel).read(meta).decode()
     assert f"Version: {hf_cut.__version__}" in metadata and "License-Expression: Apache-2.0" in metadata
     assert any(n.endswith(".dist-info/licenses/LICENSE") for n in names)
-    assert {"hf_cut/py.typed", "hf_cut/cli/__init__.py", "hf_cut/evaluation/local_annotator/configs.yaml"} <= names
+    assert {"hf_cut/py.typed", "hf_cut/cli/__init__.py", "hf_cut/evaluation/generation/local_annotator/configs.yaml"} <= names
     entry_points = zipfile.ZipFile(wheel).read(meta.replace("METADATA", "entry_points.txt")).decode()
     assert "hf-cut = hf_cut.cli:main" in entry_points
     assert not any(n.startswith(("tests/", "recipes/", "studies/", "docs/")) for n in names)

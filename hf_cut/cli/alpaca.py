@@ -1,6 +1,6 @@
 """
 AlpacaEval win rate against the noise level γ of the input embeddings: a model's outputs at each γ judged pairwise
-(by alpaca-eval) against a reference, with the same noise seed throughout (see hf_cut.evaluation.alpaca).
+(by alpaca-eval) against a reference, with the same noise seed throughout (see hf_cut.evaluation.generation.alpaca).
 
 Writes OUT/outputs_gamma{γ}.json (AlpacaEval's format), OUT/reference_outputs_gamma{γ}.json when the reference is a
 model, OUT/judge_gamma{γ}/ (alpaca-eval's annotations and leaderboard), OUT/alpaca_eval.json (win rate ± standard
@@ -55,7 +55,7 @@ import sys
 
 
 def main(args: argparse.Namespace) -> dict:
-    from hf_cut.evaluation.alpaca import alpaca_eval_sweep
+    from hf_cut.evaluation.generation.alpaca import alpaca_eval_sweep
 
     summary = alpaca_eval_sweep(
         args.model,

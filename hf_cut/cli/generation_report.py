@@ -12,7 +12,7 @@ import json
 
 
 def main(args: argparse.Namespace) -> dict:
-    from hf_cut.evaluation.generation_report import generation_table, summarise_generation
+    from hf_cut.evaluation.generation.report import generation_table, summarise_generation
 
     summary = summarise_generation(args.root)
     print(generation_table(summary))

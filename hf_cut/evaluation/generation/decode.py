@@ -14,8 +14,8 @@ from collections.abc import Sequence
 import torch
 from tqdm.auto import tqdm
 
-from ..data import format_prompt
-from ..noise import EmbeddingNoise
+from ...data import format_prompt
+from ...noise import EmbeddingNoise
 
 __all__ = ["generate_completions", "render_prompts"]
 

@@ -3,7 +3,7 @@
 The paper compares the constrained model against the unconstrained one on AlpacaEval's 805 instructions (50% at γ = 0,
 69.83% at γ = 1.5). Judging goes through alpaca-eval itself (``alpaca_eval.evaluate`` with ``fn_metric="get_winrate"``):
 its default annotator needs an API key; ``annotators_config="local"`` plugs in hf-cut's deterministic offline judge
-(:mod:`hf_cut.evaluation.local_annotator`), which exercises the path but does not measure quality.
+(:mod:`hf_cut.evaluation.generation.local_annotator`), which exercises the path but does not measure quality.
 
 Offline notes: the 805 instructions and AlpacaEval's reference outputs are JSON files of the Hub dataset
 ``tatsu-lab/alpaca_eval``, read directly with ``hf_hub_download`` (its loading script no longer runs with
@@ -22,7 +22,7 @@ from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from ..data import format_prompt
+from ...data import format_prompt
 from .alpaca_data import (
     ALPACA_EVAL_2_REFERENCE_FILE,
     ALPACA_EVAL_REPO,
@@ -32,7 +32,7 @@ from .alpaca_data import (
     read_outputs,
     write_model_outputs,
 )
-from .generation import generate_completions
+from .decode import generate_completions
 from .local_annotator import (
     LOCAL_ANNOTATOR_DIR,
     exact_match,
@@ -41,7 +41,7 @@ from .local_annotator import (
     make_local_judge,
     unigram_f1,
 )
-from .plots import plot_win_rates
+from ..plots import plot_win_rates
 
 # the offline judges by name: each needs the reference answer of every instruction
 REFERENCE_JUDGES = {"local-exact": make_exact_match_judge, "local-f1": make_f1_judge}
@@ -131,7 +131,7 @@ def judge_pairwise(
             token-F1 judge that gives partial credit (both need ``answers``).
         output_path: directory where alpaca-eval writes ``leaderboard.csv`` and ``annotations.json`` (none if None).
         fn_completions: a Python judge (alpaca-eval decoder) that overrides the config's; with the local config and
-            none given, :func:`~hf_cut.evaluation.local_annotator.make_local_judge` with ``answers`` is used.
+            none given, :func:`~hf_cut.evaluation.generation.local_annotator.make_local_judge` with ``answers`` is used.
         answers: instruction → reference answer, for the local judges only.
 
     Returns:
@@ -186,7 +186,7 @@ def _load_causal_lm(path: str):
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    from ..models.smollm2 import resolve_model_name
+    from ...models.smollm2 import resolve_model_name
 
     path = resolve_model_name(path)  # "smollm2": the packaged SmolLM2-135M-Instruct
 

@@ -10,7 +10,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from ..data import INPUT_HEADER, INSTRUCTION_HEADER, RESPONSE_HEADER, SECTION_SEP, builtin_instruction_dataset
+from ...data import INPUT_HEADER, INSTRUCTION_HEADER, RESPONSE_HEADER, SECTION_SEP, builtin_instruction_dataset
 
 __all__ = [
     "ALPACA_EVAL_REPO",
@@ -21,7 +21,7 @@ __all__ = [
     "write_model_outputs",
 ]
 
-logger = logging.getLogger("hf_cut.evaluation.alpaca")
+logger = logging.getLogger("hf_cut.evaluation.generation.alpaca")
 
 ALPACA_EVAL_REPO = "tatsu-lab/alpaca_eval"
 ALPACA_EVAL_FILE = "alpaca_eval.json"  # the 805 instructions (with AlpacaEval 1's text-davinci-003 outputs)

@@ -1,7 +1,7 @@
 """Pooling AlpacaEval-style sweeps over training seeds: win rate, exact match and token F1, mean ± std per comparison
 and γ.
 
-Each run directory holds the ``alpaca_eval.json`` written by :func:`hf_cut.evaluation.alpaca.alpaca_eval_sweep` for
+Each run directory holds the ``alpaca_eval.json`` written by :func:`hf_cut.evaluation.generation.alpaca.alpaca_eval_sweep` for
 one (model, reference) pair; directories named ``<comparison>_s<seed>`` (e.g. ``cut_vs_erm_s0``) are pooled by
 ``<comparison>``.
 """
