@@ -37,9 +37,8 @@ def main(args: argparse.Namespace) -> None:
     if args.figures:
         from hf_cut.evaluation.report import plot_sweep
 
-        names = {"token_accuracy": "token accuracy", "accuracy": "accuracy", "rmse": "RMSE"}
         os.makedirs(args.figures, exist_ok=True)
-        plot_sweep(result, args.figures, args.metric, names.get(args.metric, args.metric))
+        plot_sweep(result, args.figures, args.metric)
 
 
 def _pair(text: str) -> tuple[str, str]:

@@ -149,6 +149,7 @@ def main(args: argparse.Namespace) -> None:
     """Run the sweep the arguments describe, write its files, print the comparison table."""
     import torch
 
+    from ..evaluation import sweep
     from ..evaluation.report import comparison_table, sweep_metric, write_sweep
 
     args = _fill_defaults(args)
@@ -159,12 +160,9 @@ def main(args: argparse.Namespace) -> None:
         return
     common = dict(seeds=args.seeds, alpha=args.alpha, batch_size=args.batch_size, labels=args.labels,
                   limit=args.limit, noise_mean=args.noise_mean)  # fmt: skip
-    from ..evaluation import sweep
-
-    text = dict(dataset=args.dataset, dataset_config=args.dataset_config, split=args.split, max_length=args.max_length)
-    if args.task == "causal_lm":
-        text = {"dataset": args.dataset}
-    result = sweep(args.task, args.model, args.gammas, **text, **common)
+    if args.task == "classification":
+        common.update(dataset_config=args.dataset_config, split=args.split, max_length=args.max_length)
+    result = sweep(args.task, args.model, args.gammas, dataset=args.dataset, **common)
     paths = write_sweep(result, args.output_dir)
     print(comparison_table(result, baseline=args.baseline, metric=sweep_metric(result)))
     print("Written: " + ", ".join(paths.values()))

@@ -27,6 +27,7 @@ __all__ = [
 JSON_NAME = "ood_sweep.json"
 CSV_NAME = "ood_sweep.csv"
 LEGACY_JSON_NAMES = ("denoise_sweep.json",)  # written by earlier releases, still read
+METRIC_NAMES = {"token_accuracy": "token accuracy", "accuracy": "accuracy", "rmse": "RMSE"}  # axis labels
 
 
 def sweep_metric(result: SweepResult) -> str:
@@ -54,8 +55,7 @@ def write_sweep(result: SweepResult, output_dir: str) -> dict[str, str]:
         writer.writerow(columns + [f"layer_loss_{l}" for l in range(num_layers)])
         for r in result.records:
             writer.writerow([r.get(c, "") for c in columns] + list(r["layer_losses"]))
-    names = {"token_accuracy": "token accuracy", "accuracy": "accuracy", "rmse": "RMSE"}
-    paths.update(plot_sweep(result, output_dir, metric, names[metric]))
+    paths.update(plot_sweep(result, output_dir, metric))
     return paths
 
 
@@ -142,10 +142,12 @@ def _by_model(aggregates: Sequence[dict]) -> dict[str, list[dict]]:
 
 
 def plot_sweep(
-    result: SweepResult, output_dir: str, metric: str = "token_accuracy", metric_name: str = "token accuracy"
+    result: SweepResult, output_dir: str, metric: str = "token_accuracy", metric_name: str | None = None
 ) -> dict[str, str]:
     """``metric_vs_gamma.png`` (the task metric and the loss against γ, one line per model, ± spread over seeds) and
-    ``loss_vs_layer.png`` (one panel per γ, one line per model)."""
+    ``loss_vs_layer.png`` (one panel per γ, one line per model); the metric's axis is named by ``metric_name``
+    (default: its name in :data:`METRIC_NAMES`)."""
+    metric_name = metric_name or METRIC_NAMES.get(metric, metric)
     import matplotlib
 
     matplotlib.use("Agg")

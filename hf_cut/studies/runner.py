@@ -64,8 +64,7 @@ def _pending(study: dict, run: Run) -> bool:
 
 
 def _collect(run: Run, spec: SweepSpec, results: str) -> None:
-    """Replace the run's records in ``results/<spec.into>`` by its sweep's (relabelled, its folder as ``path``), and
-    put its summary into ``results/runs.json``."""
+    """Replace the run's records in ``results/<spec.into>`` by its sweep's (relabelled, its folder as ``path``)."""
     from ..evaluation.report import load_sweep
     from ..evaluation.sweep import SCALAR_METRICS, aggregate_records
 
@@ -78,6 +77,10 @@ def _collect(run: Run, spec: SweepSpec, results: str) -> None:
     aggregates = aggregate_records(records, metrics=(*SCALAR_METRICS, "rmse", "accuracy"))
     with open(target, "w", encoding="utf-8") as f:
         json.dump({"config": {"study": "see the study file"}, "records": records, "aggregates": aggregates}, f)
+
+
+def _record_summary(run: Run, results: str) -> None:
+    """Put the trained run's summary (its ``layer_losses.json``) into ``results/runs.json``."""
     summary_path = os.path.join(run.output_dir, "layer_losses.json")
     if run.model is not None or not os.path.isfile(summary_path):
         return
@@ -124,6 +127,7 @@ def _work(study: dict, run: Run, results: str) -> bool:
             if not _call(command, os.path.join(run.output_dir, "sweep.log"), run.key):
                 return False
         _collect(run, spec, results)
+    _record_summary(run, results)
     return True
 
 
@@ -135,11 +139,11 @@ def _fill(command: str, study: dict, results: str) -> list[str]:
     return argv
 
 
-def _script(study: dict, entry: dict, results: str, cwd: str) -> None:
-    """Run a study's own script (``script``) on its results folder; ``RuntimeError`` when it fails."""
-    script = os.path.join(study["_folder"], entry["script"])
-    if subprocess.call([sys.executable, script, "--results", results], cwd=cwd) != 0:
-        raise RuntimeError(f"study script {script} failed")
+def _command(study: dict, entry: dict, results: str) -> list[str]:
+    """The process a ``measure`` or ``reports`` entry runs: the study's own script on ``results``, or ``hf-cut``."""
+    if entry.get("script"):
+        return [sys.executable, os.path.join(study["_folder"], entry["script"]), "--results", results]
+    return [sys.executable, "-m", "hf_cut", *_fill(entry["command"], study, results)]
 
 
 def run_reports(study: dict, results: str) -> None:
@@ -149,13 +153,14 @@ def run_reports(study: dict, results: str) -> None:
     from ..cli import main as hf_cut
 
     written: set[str] = set()
-    here = os.getcwd()
+    here, absolute = os.getcwd(), os.path.abspath(results)
     os.makedirs(results, exist_ok=True)
     os.chdir(results)
     try:
         for entry in study.get("reports") or []:
-            if entry.get("script"):
-                _script(study, entry, os.path.join(here, results) if not os.path.isabs(results) else results, here)
+            if entry.get("script"):  # run from where the study was started: its script path is relative to there
+                if subprocess.call(_command(study, entry, absolute), cwd=here) != 0:
+                    raise RuntimeError(f"study script {entry['script']} failed")
                 continue
             argv = _fill(entry["command"], study, ".")
             output = io.StringIO()
@@ -202,18 +207,16 @@ def run_study(path: str, dry_run: bool = False, collect_only: bool = False, repo
         return failed
     if collect_only:
         for run in planned_runs(study):
-            for spec in _specs(study, run):
-                if _swept(run, spec):
-                    _collect(run, spec, results_dir)
+            swept = [spec for spec in _specs(study, run) if _swept(run, spec)]
+            for spec in swept:
+                _collect(run, spec, results_dir)
+            if swept:
+                _record_summary(run, results_dir)
     if not (collect_only or reports_only):
         for entry in study.get("measure") or []:
             done = os.path.join(results_dir, entry.get("done") or entry["stdout"])
             if not os.path.exists(done):
-                if entry.get("script"):
-                    script = os.path.join(study["_folder"], entry["script"])
-                    command = [sys.executable, script, "--results", results_dir]
-                else:
-                    command = [sys.executable, "-m", "hf_cut", *_fill(entry["command"], study, results_dir)]
+                command = _command(study, entry, results_dir)
                 stdout = os.path.join(results_dir, entry["stdout"]) if entry.get("stdout") else None
                 os.makedirs(study["output_dir"], exist_ok=True)
                 if not _call(command, os.path.join(study["output_dir"], "measure.log"), done, stdout):

@@ -49,6 +49,7 @@ __all__ = ["Run", "SweepSpec", "load_study", "planned_runs", "slug", "sweep_spec
 FIELDS = ("recipe", "config", "output_dir", "results", "flags", "stages", "models", "sweeps", "measure", "reports")
 RUN_FIELDS = ("label", "flags", "folder")
 SWEEP_FIELDS = ("args", "into", "runs", "labels")
+STEP_FIELDS = ("command", "script", "done", "stdout", "heading")  # of `measure` and `reports` entries
 
 
 @dataclass(frozen=True)
@@ -144,7 +145,7 @@ def load_study(path: str) -> dict:
                 raise ValueError(f"{path}: sweeps[{i}] names {label!r}, which is no run or model of the study.")
     for name in ("measure", "reports"):
         for i, entry in enumerate(study.get(name) or []):
-            _unknown(f"{path}: {name}[{i}]", entry, ("command", "script", "done", "stdout", "heading"))
+            _unknown(f"{path}: {name}[{i}]", entry, STEP_FIELDS)
             if bool(entry.get("command")) == bool(entry.get("script")) or (
                 name == "measure" and not (entry.get("done") or entry.get("stdout"))
             ):
