@@ -138,7 +138,7 @@ def base_model_id(model) -> str | None:
     if isinstance(peft_config, dict) and peft_config:
         names.append(getattr(next(iter(peft_config.values())), "base_model_name_or_path", None))
     config = getattr(model, "config", None)
-    names.append(getattr(config, "_name_or_path", None))
+    names.append(getattr(config, "name_or_path", None))
     for name in filter(None, names):
         if not os.path.isdir(name):
             return name if not os.path.isabs(name) and not os.path.exists(name) else None
@@ -156,7 +156,7 @@ def base_model_license(model, base_model: str | None) -> str | None:
     from the Hub's card data (skipped offline); None otherwise."""
     from huggingface_hub import ModelCard
 
-    folder = getattr(getattr(model, "config", None), "_name_or_path", None)
+    folder = getattr(getattr(model, "config", None), "name_or_path", None)
     if folder and os.path.isfile(os.path.join(folder, "README.md")):
         try:
             return ModelCard.load(os.path.join(folder, "README.md")).data.get("license")

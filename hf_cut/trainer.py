@@ -1,14 +1,14 @@
 """``ConstrainedSFTTrainer``: TRL's ``SFTTrainer`` under layerwise descent constraints.
 
-The trainer keeps ``SFTTrainer``'s constructor, data handling and loop, and overrides the few hooks it must: the loss
-(``compute_loss``: the Lagrangian ``ℓ_L + Σ_l λ_l s_l``), the logs (per-layer losses, duals, slacks), the checkpoint
-(dual variables saved and restored with the optimizer) and the model card. The dual step runs once per optimizer step,
-from a callback, after the primal step.
+The trainer keeps ``SFTTrainer``'s constructor, data handling and loop, and extends it through public methods only:
+the loss (``compute_loss``: TRL's own, its forward served by the layer readout, plus the Lagrangian's layer terms
+``Σ_l λ_l s_l``), the logs (per-layer losses, duals, slacks), the saved model (the dual variables beside the weights)
+and the model card. The dual step, and the problem's state in checkpoints, belong to a callback
+(:class:`~hf_cut.constraint_callback.ConstraintCallback`).
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from dataclasses import fields
 from typing import Any
 
@@ -29,6 +29,7 @@ from .readout import (
     add_layer_readout,
     base_model,
     num_layers,
+    pending_layer_readout,
 )
 from .readout.causal_lm import token_losses
 
@@ -67,7 +68,7 @@ class ConstrainedSFTTrainer(ConstrainedMixin, SFTTrainer):
 
     def __init__(self, model: str | nn.Module, args: SFTConfig | None = None, *trainer_args, **trainer_kwargs):
         if args is None:
-            name = model if isinstance(model, str) else model.config._name_or_path
+            name = model if isinstance(model, str) else model.config.name_or_path
             args = ConstrainedSFTConfig(output_dir=f"{(name or 'model').split('/')[-1]}-CUT")
         elif not isinstance(args, ConstrainedSFTConfig):
             args = _as_constrained_config(args, ConstrainedSFTConfig)
@@ -115,36 +116,37 @@ class ConstrainedSFTTrainer(ConstrainedMixin, SFTTrainer):
         return_outputs: bool = False,
         num_items_in_batch: torch.Tensor | int | None = None,
     ):
+        """``SFTTrainer.compute_loss``, its loss forward served by the layer readout on the steps that measure the
+        layers: TRL computes ``ℓ_L`` (every ``loss_type``, label smoothing, ``compute_loss_func``, the scaling across
+        devices) and its own metrics from the readout's last-layer outputs, and the Lagrangian's layer terms are added
+        to its loss."""
         if not self._measures_layers():  # a step between two measured ones: exactly SFTTrainer's
             return super().compute_loss(model, inputs, return_outputs, num_items_in_batch)
         mode = "train" if self.model.training else "eval"
-        args = self.args
-        if self._loss_is_parents():
-            result = super().compute_loss(model, inputs, return_outputs, num_items_in_batch)
-            with torch.no_grad():
-                outputs = model(**{**inputs, "use_cache": False}, layer_readout=self._readout_request())
-            self._record_layer_metrics(mode, outputs.layer_losses, outputs.num_tokens, self._logged(outputs))
-            return result
-        inputs = {**inputs, "use_cache": False}
-        outputs = model(**inputs, layer_readout=self._readout_request(), num_items_in_batch=num_items_in_batch)
-        layer_losses = outputs.layer_losses  # ℓ_0 … ℓ_L, micro-batch means on the sampled tokens
-        num_tokens = outputs.num_tokens
-        denom = torch.as_tensor(num_tokens if num_items_in_batch is None else num_items_in_batch).clamp(min=1)
-        loss = outputs.loss  # Σ_tokens −log p / denom: the last layer, normalised exactly as SFTTrainer does
-
-        if mode == "train":
+        with pending_layer_readout(self.noise_target, self._readout_request()) as request:
+            loss = super().compute_loss(model, inputs, False, num_items_in_batch)
+        outputs = request.output
+        if outputs is None:
+            raise RuntimeError(
+                "SFTTrainer.compute_loss did not call the model with `fused_lm_head=True`, so the layer readout never "
+                "ran: this version of TRL computes its loss in a way hf-cut does not know."
+            )
+        if mode == "train" and not self._loss_is_parents():
             # The layer terms are micro-batch means; weighting them by this micro-batch's share of the tokens
             # normalises them as the last-layer loss is, across gradient accumulation and data-parallel ranks.
-            loss = loss + self._lagrangian_terms(layer_losses, num_tokens / denom, num_tokens, outputs.grad_layer_losses)
-            if args.average_tokens_across_devices and num_items_in_batch is not None:
-                loss = loss * (self.accelerator.num_processes // self.get_tp_size())
-
-        self._record_metrics(mode, outputs, inputs)
+            num_tokens = outputs.num_tokens
+            denom = torch.as_tensor(num_tokens if num_items_in_batch is None else num_items_in_batch).clamp(min=1)
+            terms = self._lagrangian_terms(outputs.layer_losses, num_tokens / denom, num_tokens,
+                                           outputs.grad_layer_losses)  # fmt: skip
+            if self.args.average_tokens_across_devices and num_items_in_batch is not None:
+                terms = terms * (self.accelerator.num_processes // self.get_tp_size())  # as TRL scales ℓ_L
+            loss = loss + terms
+        self._record_layer_metrics(mode, outputs.layer_losses, outputs.num_tokens, self._logged(outputs))
         if return_outputs:
-            # `compute_metrics` wants logits, which the layerwise pass never builds: one more forward, as in TRL
+            # `compute_metrics` wants logits, which the fused pass never builds: one more forward, as TRL does
             with torch.no_grad():
-                outputs = model(**{k: v for k, v in inputs.items() if k != "labels"})
-            return loss, outputs
+                logits_outputs = model(**{k: v for k, v in inputs.items() if k != "labels"})
+            return loss, logits_outputs
         return loss
 
     def _logged(self, outputs) -> torch.Tensor:
@@ -153,26 +155,6 @@ class ConstrainedSFTTrainer(ConstrainedMixin, SFTTrainer):
         num_valid = outputs.num_tokens.clamp(min=1)
         logged[-1] = token_losses(outputs.log_probs.detach(), self.args.loss_type).sum() / num_valid
         return logged
-
-    def _record_metrics(self, mode: str, outputs, inputs: Mapping[str, Any]) -> None:
-        gather = self.accelerator.gather_for_metrics
-        metrics = self._metrics[mode]
-        # Layer losses as estimated (slacks compare like with like); logged with the last layer on every token
-        num_valid = outputs.num_tokens
-        self._record_layer_metrics(mode, outputs.layer_losses, num_valid, self._logged(outputs))
-        # TRL's own metrics, from the same pass
-        total_valid = gather(num_valid).sum()
-        entropy_sum = gather(outputs.entropy.sum()).sum()
-        num_correct = gather(outputs.is_top1.sum()).sum()
-        metrics["entropy"].append((entropy_sum / total_valid).item() if total_valid > 0 else 0.0)
-        metrics["mean_token_accuracy"].append((num_correct / total_valid).item() if total_valid > 0 else 0.0)
-        if mode == "train":
-            if "attention_mask" in inputs:
-                tokens = gather(inputs["attention_mask"].sum()).sum().item()
-            else:
-                tokens = gather(torch.tensor(inputs["input_ids"].numel(), device=num_valid.device)).sum().item()
-            self._total_train_tokens += tokens // self._tp_size
-        metrics["num_tokens"] = [self._total_train_tokens]
 
 
 class ConstrainedTrainer(ConstrainedMixin, Trainer):
@@ -190,7 +172,6 @@ class ConstrainedTrainer(ConstrainedMixin, Trainer):
     """
 
     _tag_names = ["hf-cut"]
-    _average_metrics_in_log = True
 
     def __init__(self, model: nn.Module, args: TrainingArguments | None = None, *trainer_args, **trainer_kwargs):
         if args is None:

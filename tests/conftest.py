@@ -135,12 +135,12 @@ def require(module: str):
         need_installed(False, f"{module} ({err})")
 
 
-def score_eval_set(trainer, gamma: float, seed: int, alpha: float) -> dict:
-    """The sweep engine's record of the trainer's eval set at ``gamma`` (the causal-LM task, the trainer's own hook)."""
+def score_eval_set(model, tokenizer, dataset, gamma: float, seed: int, alpha: float, batch_size: int = 64) -> dict:
+    """The sweep engine's record of ``dataset`` at ``gamma`` (the causal-LM task, a session of its own)."""
     from hf_cut.evaluation.engine import evaluate
-    from hf_cut.evaluation.tasks.causal_lm import CAUSAL_LM, session_from_trainer
+    from hf_cut.evaluation.tasks.causal_lm import CAUSAL_LM
 
-    session = session_from_trainer(trainer)
+    session = CAUSAL_LM.open(model, tokenizer, dataset, batch_size)
     try:
         return evaluate(CAUSAL_LM, session, gamma, seed, alpha)
     finally:

@@ -93,8 +93,8 @@ def test_weighted_layer_sampling_is_unbiased_in_exact_expectation(tmp_path, toke
     mean = torch.zeros_like(expected)
     sets = set()
     for prob, u in _u_intervals(pi):
-        trainer._draw_uniform = lambda step, u=u: u
-        trainer._layer_sample_cache = None
+        trainer.problem.draw_uniform = lambda step, u=u: u
+        trainer.problem._sample_cache = None
         sets.add(tuple(l for l, g in enumerate(trainer._grad_layers()) if g))
         mean += prob * _grad(trainer, batch)
     assert sets == {(1, 3), (2, 3)}  # layer 3 always (π = 1), then 1 or 2; never layer 0 (weight 0)
@@ -122,8 +122,9 @@ def test_layer_sample_depends_on_seed_and_step_only(tmp_path, tokenizer, dataset
     steps = 3000
     for step in range(steps):
         first.state.global_step = second.state.global_step = step
-        assert first._layer_sample() == second._layer_sample()  # every rank, and a resumed run, draw alike
-        for l in first._layer_sample():
+        sample = first.problem.sample_layers(step)
+        assert sample == second.problem.sample_layers(step)  # every rank, and a resumed run, draw alike
+        for l in sample:
             counts[l] += 1
     for l, p in enumerate(pi):
         assert abs(counts[l] / steps - p) <= 4 * math.sqrt(p * (1 - p) / steps) + 1e-9

@@ -7,11 +7,11 @@ import pytest
 import torch
 import transformers
 
+from hf_cut import ConstrainedSFTConfig, ConstrainedSFTTrainer
 from hf_cut.data import builtin_instruction_dataset, train_builtin_tokenizer
 from hf_cut.evaluation.report import comparison_table, load_sweep, write_sweep
 from hf_cut.evaluation.tasks.stats import constraint_statistics, per_example_layer_losses
 from hf_cut.evaluation.sweep import SweepResult, aggregate_records, ood_sweep
-from hf_cut.evaluation.tasks.causal_lm import eval_trainer
 from tests.conftest import load_script, score_eval_set
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
@@ -39,17 +39,22 @@ def saved_models(tmp_path_factory):
     return paths, data["test"]
 
 
-def test_layer_losses_equal_trainer_and_naive(saved_models):
+def test_layer_losses_equal_trainer_and_naive(saved_models, tmp_path):
     paths, test = saved_models
     model = transformers.AutoModelForCausalLM.from_pretrained(paths[0])
     tokenizer = transformers.AutoTokenizer.from_pretrained(paths[0])
-    trainer = eval_trainer(model, tokenizer, test, batch_size=len(test))  # one batch: batch mean = token mean
-    record = score_eval_set(trainer, gamma=0.0, seed=0, alpha=0.1)
+    record = score_eval_set(model, tokenizer, test, gamma=0.0, seed=0, alpha=0.1, batch_size=len(test))
+    # the trainer's own evaluation of the same set (one batch: batch mean = token mean)
+    args = ConstrainedSFTConfig(output_dir=str(tmp_path), constrained=False, per_device_eval_batch_size=len(test),
+                                report_to=[], use_cpu=True, bf16=False,
+                                activation_checkpointing=False)  # fmt: skip
+    trainer = ConstrainedSFTTrainer(model=model, args=args, train_dataset=test.select(range(1)), eval_dataset=test,
+                                    processing_class=tokenizer)  # fmt: skip
     metrics = trainer.evaluate()
     for layer, value in enumerate(record["layer_losses"]):
         assert value == pytest.approx(metrics[f"eval_layer_loss/{layer}"], abs=1e-5)
-    # naive: full logits of every layer
-    batch = trainer._prepare_inputs(next(iter(trainer.get_eval_dataloader())))
+    # naive: full logits of every layer, on the batch SFTTrainer feeds the model
+    batch = next(iter(trainer.get_eval_dataloader()))
     with torch.no_grad():
         out = model.model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"], output_hidden_states=True)
         labels = batch["labels"][:, 1:]

@@ -11,8 +11,8 @@ ROOT = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
 # lowest first; a top-level module or package of hf_cut per name
 LAYERS = [
     {"options", "packaged", "duals", "noise", "layer_sampling", "cost", "model_card", "validation"},
-    {"config", "readout", "data", "models"},
-    {"constrained"},
+    {"config", "readout", "data", "models", "problem"},
+    {"constrained", "constraint_callback"},
     {"trainer"},
     {"evaluation"},
     {"run_files"},

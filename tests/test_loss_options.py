@@ -129,7 +129,7 @@ def test_erm_uses_sft_trainers_own_loss(tmp_path, tokenizer, options):
     ours.model.train()
     assert ours._measures_layers()  # a logged step: the layers are scored too
     assert_same_loss(plain, ours)
-    assert ours._metrics["train"]["layer_loss/0"]
+    assert ours.layer_metrics.values["train"]["layer_loss/0"]
     name = "label_smoothing_factor" if options else "compute_loss_func"
     for extra in (dict(constrained=True), dict(constrained=False, deep_supervision_weight=1.0)):
         args = ConstrainedSFTConfig(output_dir=str(tmp_path / "c"), **BASE, **CONSTRAINED, **options, **extra)

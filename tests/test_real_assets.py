@@ -49,7 +49,7 @@ def test_smollm2_answers_with_its_chat_template(smol):
 
 def test_smollm2_layer_losses_equal_a_direct_computation(smol):
     """ℓ_0 … ℓ_30 of the evaluation readout against final norm + lm_head applied by hand to every hidden state."""
-    from hf_cut.evaluation.tasks.causal_lm import eval_trainer
+    from hf_cut.evaluation.tasks.lm_data import batches, prepare_rows
     from tests.conftest import score_eval_set
 
     _, model, tokenizer = smol
@@ -58,10 +58,9 @@ def test_smollm2_layer_losses_equal_a_direct_computation(smol):
         {"prompt": "### Instruction:\nAdd 2 and 3.\n\n### Response:\n", "completion": "5"},
         {"prompt": "### Instruction:\nSay a colour.\n\n### Response:\n", "completion": "Blue is a colour."},
     ]
-    trainer = eval_trainer(model, tokenizer, Dataset.from_list(rows), batch_size=8)
-    measured = score_eval_set(trainer, gamma=0.0, seed=0, alpha=0.05)
+    measured = score_eval_set(model, tokenizer, Dataset.from_list(rows), gamma=0.0, seed=0, alpha=0.05, batch_size=8)
 
-    (batch,) = list(trainer.get_eval_dataloader())
+    (batch,) = list(batches(prepare_rows(Dataset.from_list(rows), tokenizer), 8, tokenizer.pad_token_id))
     labels = batch["labels"][:, 1:]
     keep = labels != -100
     with torch.no_grad():

@@ -157,7 +157,7 @@ def save_truncated(model, k: int, path: str | os.PathLike, tokenizer=None, quali
         "",
         f"# {os.path.basename(os.path.normpath(str(path)))}",
         "",
-        f"The first {k} of the {L} decoder layers of `{model.config._name_or_path or 'the source model'}` (layers 1–{k}), "
+        f"The first {k} of the {L} decoder layers of `{model.config.name_or_path or 'the source model'}` (layers 1–{k}), "
         "then its own final norm and `lm_head`: `AutoModelForCausalLM.from_pretrained` on this folder computes the "
         f"source model's readout of layer {k}. Written by `hf_cut.evaluation.save_truncated`.",
     ]

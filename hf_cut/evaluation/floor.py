@@ -47,13 +47,8 @@ def input_free_accuracy(train: Sequence[Sequence[int]], test: Sequence[Sequence[
 
 def completion_tokens(model, tokenizer, dataset, batch_size: int = 16) -> list[list[int]]:
     """The completion token ids of each row of a prompt/completion (or messages) ``dataset`` that a γ sweep scores
-    — TRL's own preprocessing and collator, as :func:`hf_cut.evaluation.sweep.ood_sweep` runs them (the model is
-    only carried, never run)."""
-    from .tasks.causal_lm import eval_trainer
+    — prepared as ``SFTTrainer`` prepares them, as :func:`hf_cut.evaluation.sweep.ood_sweep` does (the model is not
+    run, and is not needed)."""
+    from .tasks.lm_data import prepare_rows
 
-    trainer = eval_trainer(model, tokenizer, dataset, batch_size)
-    rows = []
-    for batch in trainer.get_eval_dataloader():
-        for labels in batch["labels"]:
-            rows.append(labels[labels != -100].tolist())
-    return rows
+    return [[label for label in row["labels"] if label != -100] for row in prepare_rows(dataset, tokenizer)]

@@ -172,9 +172,9 @@ class UnrolledTransformerModel(PreTrainedModel):
                 init.normal_(weight, mean=0.0, std=std)
             if not self.config.init_identity_u:
                 init.normal_(module.u, mean=0.0, std=std)
-            elif not getattr(module.u, "_is_hf_initialized", False):
-                n = module.u.shape[0]
-                init.copy_(module.u, torch.eye(n) + std * torch.randn(n, n, dtype=module.u.dtype))
+            else:  # I + N(0, std²): both steps skip a tensor loaded from a checkpoint (and draw nothing then)
+                init.normal_(module.u, mean=0.0, std=std)
+                init.copy_(module.u, torch.eye(module.u.shape[0], dtype=module.u.dtype) + module.u)
 
     def forward(
         self,

@@ -30,6 +30,7 @@ __all__ = [
     "classifier_head",
     "find_final_norm",
     "num_layers",
+    "pending_layer_readout",
     "per_example_loss",
     "problem_type",
     "validate_causal_lm",
@@ -65,6 +66,7 @@ from .causal_lm import (  # noqa: E402  (the adapters use the contract above)
     LayerwiseCausalLMOutput,
     add_layer_readout,
     find_final_norm,
+    pending_layer_readout,
     validate_causal_lm,
 )
 from .sequence_head import (  # noqa: E402

@@ -15,9 +15,11 @@ does: each state is normalised exactly once.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import types
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import Any
 
 import torch
 from torch import nn
@@ -25,6 +27,7 @@ from transformers.utils import ModelOutput
 from trl.kernels import ChunkedLogProbFunction
 
 from . import num_layers
+from .final_modules import FinalModules
 
 __all__ = [
     "FINAL_NORM_NAMES",
@@ -32,12 +35,13 @@ __all__ = [
     "LayerwiseCausalLMOutput",
     "add_layer_readout",
     "find_final_norm",
+    "pending_layer_readout",
     "token_losses",
     "validate_causal_lm",
 ]
 
-# Attribute names of the final normalisation on HF decoder backbones (Llama/Qwen/Mistral/Gemma: norm; GPT-2/GPT-J/
-# Bloom/Falcon: ln_f; OPT/GPT-NeoX: final_layer_norm; Phi: final_layernorm; Mamba: norm_f)
+# The attribute names the final norm was looked up by before hf-cut 0.2; no longer consulted (the modules are read off
+# the model's forward, hf_cut.readout.final_modules). Kept for one release for code that imports it.
 FINAL_NORM_NAMES = ("norm", "ln_f", "final_layer_norm", "final_layernorm", "norm_f", "final_norm")
 _VOCAB_CHUNK = 32768
 
@@ -60,6 +64,8 @@ class LayerReadoutRequest:
             top-1 token of that layer's readout on the value sample (early-exit token accuracy at evaluation).
         loss_type: the per-token loss of every layer, ``"nll"`` or ``"dft"`` (:func:`token_losses`), so that the
             layer losses and the last layer's are the same loss as TRL's ``SFTTrainer`` trains with that option.
+        output: set by the forward that served the request (:func:`pending_layer_readout`): its
+            :class:`LayerwiseCausalLMOutput`.
     """
 
     token_fraction: float = 1.0
@@ -68,6 +74,7 @@ class LayerReadoutRequest:
     dual_token_fraction: float | None = None
     return_layer_top1: bool = False
     loss_type: str = "nll"
+    output: Any = field(default=None, repr=False, compare=False)
 
 
 def token_losses(log_probs: torch.Tensor, loss_type: str = "nll") -> torch.Tensor:
@@ -111,19 +118,11 @@ class LayerwiseCausalLMOutput(ModelOutput):
     layer_is_top1: torch.Tensor | None = None
 
 
-def find_final_norm(backbone: nn.Module) -> nn.Module:
-    """The final normalisation module of a decoder backbone, or a ``ValueError`` naming what was looked for."""
-    for name in FINAL_NORM_NAMES:
-        module = getattr(backbone, name, None)
-        if isinstance(module, nn.Module):
-            return module
-    decoder = getattr(backbone, "decoder", None)  # OPT keeps its layers under `model.decoder`
-    if isinstance(decoder, nn.Module) and decoder is not backbone:
-        return find_final_norm(decoder)
-    raise ValueError(
-        f"Cannot find the final norm of {type(backbone).__name__} (looked for {', '.join(FINAL_NORM_NAMES)}): "
-        "the shared readout needs it to read out intermediate layers."
-    )
+def find_final_norm(backbone: nn.Module) -> FinalModules:
+    """ψ before the head of a decoder backbone: the modules its own forward applies after its last layer (the final
+    norm, and whatever follows it), found by a probe forward (:mod:`hf_cut.readout.final_modules`). ``ValueError``
+    naming the model when its layers cannot be found or the probe fails."""
+    return FinalModules(backbone, num_layers(backbone))
 
 
 def _logit_transform(model: nn.Module) -> tuple[float | None, float]:
@@ -143,13 +142,29 @@ def validate_causal_lm(model: nn.Module) -> None:
     """Check that ``model`` exposes what the readout needs; ``ValueError`` otherwise (before any compute)."""
     if getattr(model, "get_output_embeddings", None) is None or model.get_output_embeddings() is None:
         raise ValueError(f"{type(model).__name__} has no output embeddings (`lm_head`) to use as the shared readout.")
-    find_final_norm(model.base_model)
     num_layers(model)
 
 
+PENDING_ATTRIBUTE = "hf_cut_pending_readout"
+
+
+@contextlib.contextmanager
+def pending_layer_readout(model: nn.Module, request: LayerReadoutRequest):
+    """Within the block, the next forward of ``model`` (patched by :func:`add_layer_readout`) called with
+    ``fused_lm_head=True`` — TRL's own loss forward in ``SFTTrainer.compute_loss`` — is served by the layer readout
+    for ``request``, and its output is left in ``request.output``. Its ``log_probs``, ``entropy``, ``is_top1`` and
+    ``label_mask`` are those of TRL's fused head, so TRL computes its loss and its metrics from them as usual."""
+    setattr(model, PENDING_ATTRIBUTE, request)
+    try:
+        yield request
+    finally:
+        setattr(model, PENDING_ATTRIBUTE, None)
+
+
 def add_layer_readout(model: nn.Module) -> None:
-    """Patch ``model.forward`` (a ``*ForCausalLM``) with the layerwise readout; without ``layer_readout`` the
-    forward is the previous one (TRL's fused head, or the model's own), so generation is unchanged.
+    """Patch ``model.forward`` (a ``*ForCausalLM``) with the layerwise readout; without ``layer_readout`` (or a
+    :func:`pending_layer_readout`) the forward is the previous one (TRL's fused head, or the model's own), so
+    generation is unchanged.
 
     Apply it to the model that owns the LM head (for PEFT, ``peft_model.get_base_model()``): PEFT forwards unknown
     keyword arguments to it.
@@ -157,15 +172,22 @@ def add_layer_readout(model: nn.Module) -> None:
     validate_causal_lm(model)
     previous_forward = model.forward
     transform = _logit_transform(model)
+    final = find_final_norm(model.base_model)
+    setattr(model, PENDING_ATTRIBUTE, None)
 
     @functools.wraps(type(model).forward)
     def forward(self, *args, layer_readout: LayerReadoutRequest | None = None, **kwargs):
+        pending = getattr(self, PENDING_ATTRIBUTE, None)
+        if layer_readout is None and pending is not None and kwargs.get("fused_lm_head"):
+            layer_readout = pending
+            setattr(self, PENDING_ATTRIBUTE, None)  # one forward per request
         if layer_readout is None:
             return previous_forward(*args, **kwargs)
-        batch = _run_backbone(self, args, kwargs)
+        batch = _run_backbone(self, args, kwargs, final)
         sample = _draw_token_sample(layer_readout, batch)
         scores = _score_layers(self, layer_readout, batch, sample, transform)
-        return _assemble_output(layer_readout, batch, sample, scores)
+        layer_readout.output = _assemble_output(layer_readout, batch, sample, scores)
+        return layer_readout.output
 
     model.forward = types.MethodType(forward, model)
 
@@ -179,7 +201,7 @@ class _Batch:
     valid: torch.Tensor  # [n] their flat row indices
     targets: torch.Tensor  # [n] their next tokens
     head: nn.Module
-    norm: nn.Module
+    norm: FinalModules
     num_items_in_batch: torch.Tensor | int | None
 
     @property
@@ -203,7 +225,7 @@ class _Sample:
     grad_targets: torch.Tensor
 
 
-def _run_backbone(model: nn.Module, args, kwargs) -> _Batch:
+def _run_backbone(model: nn.Module, args, kwargs, final: FinalModules) -> _Batch:
     """One backbone pass with every hidden state; the labels shifted (or taken pre-shifted) to the readout's grid."""
     labels = kwargs.pop("labels")
     shift_labels = kwargs.pop("shift_labels", None)
@@ -211,7 +233,8 @@ def _run_backbone(model: nn.Module, args, kwargs) -> _Batch:
     kwargs.pop("fused_lm_head", None)
     kwargs.update(use_cache=False, output_hidden_states=True, return_dict=True)
     backbone = model.base_model
-    out = backbone(*args, **kwargs)
+    with final.recorded(backbone):
+        out = backbone(*args, **kwargs)
     states = list(out.hidden_states[:-1]) + [out.last_hidden_state]
     if shift_labels is None:  # predict token t + 1 from position t
         states = [h[:, :-1] for h in states]
@@ -223,7 +246,7 @@ def _run_backbone(model: nn.Module, args, kwargs) -> _Batch:
     mask = labels != -100
     valid = mask.reshape(-1).nonzero().squeeze(1)
     flat = [h.reshape(-1, h.size(-1)).to(head.weight.device) for h in states]
-    return _Batch(flat, mask, valid, labels.reshape(-1)[valid], head, find_final_norm(backbone), num_items_in_batch)
+    return _Batch(flat, mask, valid, labels.reshape(-1)[valid], head, final, num_items_in_batch)
 
 
 def _draw_token_sample(request: LayerReadoutRequest, batch: _Batch) -> _Sample:
@@ -277,7 +300,10 @@ def _score_layers(model: nn.Module, request: LayerReadoutRequest, batch: _Batch,
         outputs = ("log_probs", "is_top1") if request.return_layer_top1 else ("log_probs",)
         for start in range(0, len(layer_ids), per_call):
             group = layer_ids[start : start + per_call]
-            rows = torch.cat([batch.norm(batch.flat[l][rows_idx]) for l in group])
+            normed = [batch.norm(batch.flat[l][rows_idx]) for l in group]
+            # outside autocast: CPU autocast's cat refuses float16 rows under bfloat16 (a float16 model, bf16=True)
+            with torch.autocast(normed[0].device.type, enabled=False):
+                rows = torch.cat(normed)
             logp, _, is_top1 = _chunked_log_probs(
                 batch.head, rows, rows_targets.repeat(len(group)), softcap, logit_scale, outputs
             )

@@ -3,15 +3,16 @@
 
 from __future__ import annotations
 
-import tempfile
-
 import torch
 
+from .lm_data import batches, prepare_rows
 from .stats import per_example_layer_losses
-from ...readout import LayerReadoutRequest, num_layers
+from ...noise import EmbeddingNoise
+from ...readout import LayerReadoutRequest, add_layer_readout, base_model, num_layers
+from ...readout.causal_lm import PENDING_ATTRIBUTE
 from . import BatchScore, EvalSession, Task
 
-__all__ = ["CAUSAL_LM", "CAUSAL_LM_EVERY_LAYER", "eval_trainer", "session_from_trainer"]
+__all__ = ["CAUSAL_LM", "CAUSAL_LM_EVERY_LAYER", "ensure_readout", "open_session"]
 
 
 def load(path: str):
@@ -23,46 +24,30 @@ def load(path: str):
     return AutoModelForCausalLM.from_pretrained(path), AutoTokenizer.from_pretrained(path)
 
 
-def eval_trainer(model, tokenizer, dataset, batch_size: int):
-    """A ConstrainedSFTTrainer used only for TRL's preprocessing, collator, the readout and its noise hook (never
-    trains)."""
-    from ...config import ConstrainedSFTConfig
-    from ...trainer import ConstrainedSFTTrainer
-
-    args = ConstrainedSFTConfig(
-        output_dir=tempfile.mkdtemp(prefix="hf_cut_sweep_"),
-        constrained=False,
-        per_device_eval_batch_size=batch_size,
-        report_to=[],
-        use_cpu=not torch.cuda.is_available(),
-        bf16=False,
-        disable_tqdm=True,
-        dataloader_pin_memory=False,
-    )
-    # SFTTrainer requires a train set; one example keeps its preprocessing negligible
-    return ConstrainedSFTTrainer(
-        model=model, args=args, train_dataset=dataset.select(range(1)), eval_dataset=dataset, processing_class=tokenizer
-    )
-
-
-def session_from_trainer(trainer) -> EvalSession:
-    """A session over a trainer's eval set and its own noise hook (attached for the session when the trainer has it
-    detached, as it has outside ``train()``)."""
-
-    def batches():
-        for batch in trainer.get_eval_dataloader():
-            yield trainer._prepare_inputs(batch)
-
-    owns = not trainer.noise.attached
-    if owns:
-        trainer.noise.attach(trainer.noise_target)
-    return EvalSession(model=trainer.model, batches=batches, noise=trainer.noise, owns_noise=owns,
-                       state={"trainer": trainer})  # fmt: skip
+def ensure_readout(model) -> None:
+    """Patch the layer readout into ``model`` (as the trainer does) unless it is patched already."""
+    base = base_model(model)
+    if not hasattr(base, PENDING_ATTRIBUTE):
+        add_layer_readout(base)
 
 
 def open_session(model, tokenizer, dataset, batch_size: int, noise=None, **_) -> EvalSession:
-    session = session_from_trainer(eval_trainer(model, tokenizer, dataset, batch_size))
-    return session
+    """A session over ``dataset`` prepared as ``SFTTrainer`` prepares it (:mod:`.lm_data`), on the model's device (a
+    model on the CPU moves to the GPU when there is one), with the layer readout patched in and ``noise`` (or a hook
+    of the session's own, removed on close)."""
+    ensure_readout(model)
+    if torch.cuda.is_available() and all(p.device.type == "cpu" for p in model.parameters()):
+        model.to("cuda")
+    device = next(model.parameters()).device
+    rows = prepare_rows(dataset, tokenizer)
+    if not rows:
+        raise ValueError("The evaluation set has no completion token to score.")
+    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
+    owns = noise is None
+    if owns:
+        noise = EmbeddingNoise().attach(base_model(model))
+    return EvalSession(model=model, batches=lambda: batches(rows, batch_size, pad, device), noise=noise,
+                       owns_noise=owns)  # fmt: skip
 
 
 def _score(session: EvalSession, batch, request: LayerReadoutRequest):
