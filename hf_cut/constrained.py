@@ -149,24 +149,32 @@ class ConstrainedMixin:
         with self._noise_attached():
             return super().train(resume_from_checkpoint, *args, **kwargs)
 
-    def training_step(self, *args, **kwargs):
-        # `restore_callback_states_from_checkpoint` makes transformers re-create the callback from its exported
-        # state, without the problem: hand it over before the first step
+    def _adopt_recreated_callback(self) -> None:
+        """`restore_callback_states_from_checkpoint` makes transformers re-create the callback from its exported state,
+        without the problem: hand it over (and the state it carries) before the first step or evaluation."""
         for callback in self.callback_handler.callbacks:
             if isinstance(callback, ConstraintCallback) and callback.problem is None:
                 callback.adopt(self.problem, device=lambda: self.accelerator.device)
                 self.constraint_callback = callback
+
+    def training_step(self, *args, **kwargs):
+        self._adopt_recreated_callback()
         return super().training_step(*args, **kwargs)
 
     def evaluate(self, *args, **kwargs):
         """``Trainer.evaluate`` on clean embeddings, or under the training noise with ``noise_at_eval``."""
+        self._adopt_recreated_callback()
+        self.layer_metrics.pop("eval")  # what an earlier predict() left
         with self._noise_attached(self.args.noise_at_eval):
             return super().evaluate(*args, **kwargs)
 
     def predict(self, *args, **kwargs):
         """``Trainer.predict`` on clean embeddings, or under the training noise with ``noise_at_eval``."""
         with self._noise_attached(self.args.noise_at_eval):
-            return super().predict(*args, **kwargs)
+            try:
+                return super().predict(*args, **kwargs)
+            finally:
+                self.layer_metrics.pop("eval")  # predict() does not log: its batches are not an evaluation's
 
     @property
     def dual_variables(self) -> torch.Tensor:
@@ -239,18 +247,21 @@ class ConstrainedMixin:
         dual variables now (``eval_``-prefixed in evaluation), so every ``report_to`` integration gets them."""
         mode = "train" if self.model.training else "eval"
         metrics = {**self.layer_metrics.pop(mode), **self.problem.dual_metrics()}
-        prefix = "eval_" if mode == "eval" else ""
+        prefix = ""
+        if mode == "eval":  # evaluate()'s `metric_key_prefix` ("eval", "eval_<name>" for several eval sets)
+            runtime = [key[: -len("runtime")] for key in logs if key.endswith("_runtime")]
+            prefix = runtime[0] if runtime else "eval_"
         logs.update({f"{prefix}{key}": value for key, value in metrics.items()})
         super().log(logs, start_time)
 
     def save_model(self, output_dir: str | None = None, *args, **kwargs) -> None:
         """The parent's ``save_model``, plus the dual variables beside the weights (part of the trained model's
         record: the card's table reads them, a push uploads them, and every checkpoint holds them)."""
+        if self.args.should_save:  # first: the parent's save_model may push the folder to the Hub
+            folder = output_dir if output_dir is not None else self.args.output_dir
+            os.makedirs(folder, exist_ok=True)
+            torch.save(self.problem.state_dict(), os.path.join(folder, DUALS_NAME))
         super().save_model(output_dir, *args, **kwargs)
-        if self.args.should_save:
-            output_dir = output_dir if output_dir is not None else self.args.output_dir
-            os.makedirs(output_dir, exist_ok=True)
-            torch.save(self.problem.state_dict(), os.path.join(output_dir, DUALS_NAME))
 
     def create_model_card(self, model_name: str | None = None, dataset_name: str | None = None,
                           tags: str | list[str] | None = None, license: str | None = None, **kwargs) -> None:  # fmt: skip

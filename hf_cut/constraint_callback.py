@@ -75,8 +75,9 @@ class ConstraintCallback(TrainerCallback, ExportableState):
         problem_state = (saved or {}).get("attributes", {}).get("problem_state")
         file = os.path.join(self.checkpoint, DUALS_NAME)
         if os.path.isfile(file):  # beside the weights (the only record in checkpoints of hf-cut 0.1)
-            self.problem.load_state_dict(load_duals_file(file), source=file)
-            if problem_state is not None and _jsonable(self.problem.state_dict()) != problem_state:
+            in_file = load_duals_file(file)
+            self.problem.load_state_dict(in_file, source=file)
+            if problem_state is not None and _jsonable(in_file) != problem_state:
                 raise ValueError(
                     f"{file} and the state in {os.path.join(self.checkpoint, 'trainer_state.json')} disagree: "
                     f"resume from a checkpoint written in one piece, or delete {DUALS_NAME} to use trainer_state.json."
@@ -85,6 +86,13 @@ class ConstraintCallback(TrainerCallback, ExportableState):
             self.problem.load_state_dict(problem_state, source=os.path.join(self.checkpoint, "trainer_state.json"))
         elif self.problem.constrained:
             warnings.warn(f"{file} not found: the dual variables restart from `dual_init`.", stacklevel=2)
+        return control
+
+    def on_push_begin(self, args, state, control, **kwargs):
+        # a push from a checkpoint copies only the model's files to output_dir: the duals of that checkpoint join them
+        if self.problem is not None and args.should_save:
+            os.makedirs(args.output_dir, exist_ok=True)
+            torch.save(self.problem.state_dict(), os.path.join(args.output_dir, DUALS_NAME))
         return control
 
     def on_step_end(self, args, state, control, **kwargs):

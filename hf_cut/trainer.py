@@ -73,7 +73,15 @@ class ConstrainedSFTTrainer(ConstrainedMixin, SFTTrainer):
         elif not isinstance(args, ConstrainedSFTConfig):
             args = _as_constrained_config(args, ConstrainedSFTConfig)
         check_loss_options(args, trainer_kwargs.get("compute_loss_func"))
+        _refuse_vision_language(model, args)
         super().__init__(model, args, *trainer_args, **trainer_kwargs)
+        parallelism = getattr(self.accelerator, "parallelism_config", None)
+        if parallelism is not None and getattr(parallelism, "sp_enabled", False):
+            raise ValueError(
+                "`parallelism_config` with sequence parallelism is not supported by ConstrainedSFTTrainer yet: its loss "
+                "is a mean over the sequence-parallel group that the layer terms are not normalised like. Train "
+                "without sequence parallelism (`sp_size=1`)."
+            )
         if self.aux_loss_enabled:
             raise ValueError(
                 "`router_aux_loss_coef`: the MoE load-balancing loss is not supported by ConstrainedSFTTrainer yet; "
@@ -211,6 +219,29 @@ class ConstrainedTrainer(ConstrainedMixin, Trainer):
         if return_outputs:  # only the logits go to `compute_metrics`
             return loss, SequenceClassifierOutput(loss=loss, logits=outputs.logits)
         return loss
+
+
+def _refuse_vision_language(model: str | nn.Module, args: SFTConfig) -> None:
+    """``ValueError`` for a vision-language model (a config with a text config of its own: Qwen2.5-VL, Gemma 3,
+    LLaVA …), read from its config before anything is loaded. A name whose config cannot be read is left to
+    ``SFTTrainer``, which reports it."""
+    from transformers import AutoConfig
+
+    if isinstance(model, str):
+        try:
+            config = AutoConfig.from_pretrained(model, revision=(args.model_init_kwargs or {}).get("revision"))
+        except (OSError, ValueError):
+            return
+    else:
+        config = getattr(model, "config", None)
+    if config is None or not hasattr(config, "get_text_config") or config.get_text_config() is config:
+        return
+    kind = (getattr(config, "architectures", None) or [type(config).__name__])[0]
+    raise ValueError(
+        f"`model` ({kind}) is a vision-language model: ConstrainedSFTTrainer reads out text decoders only, and has "
+        "not been checked on the language model of a multimodal one. Fine-tune its language model alone, or use "
+        "TRL's SFTTrainer."
+    )
 
 
 def _check_trainable_tokens(dataset, args: SFTConfig, max_rows: int = 2000) -> None:

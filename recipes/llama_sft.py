@@ -206,17 +206,15 @@ def main(script_args, training_args, model_args):
         print(f"📈 Layer losses written to {json_path} and {png_path}.")
 
     if script_args.sweep_gammas and trainer.is_world_process_zero():
-        from hf_cut.evaluation.engine import run_sweep
+        from hf_cut.evaluation import sweep
         from hf_cut.evaluation.report import write_sweep
-        from hf_cut.evaluation.sweep import SweepResult, aggregate_records
-        from hf_cut.evaluation.tasks.causal_lm import CAUSAL_LM
 
         label, out = method_label(training_args), training_args.output_dir
-        records = run_sweep(CAUSAL_LM, [out], [label], [out], dataset["test"],  # the saved model, as users sweep it
-                            script_args.sweep_gammas, script_args.sweep_seeds, training_args.descent_alpha,
-                            training_args.per_device_eval_batch_size)  # fmt: skip
-        config = {"gammas": script_args.sweep_gammas, "seeds": script_args.sweep_seeds, "dataset": script_args.dataset_name}
-        write_sweep(SweepResult(records, aggregate_records(records), config), out)
+        result = sweep("causal_lm", [out], script_args.sweep_gammas, dataset=dataset["test"],  # the saved model,
+                       seeds=script_args.sweep_seeds, alpha=training_args.descent_alpha, labels=[label],  # as users
+                       batch_size=training_args.per_device_eval_batch_size, progress=False)  # sweep it  # fmt: skip
+        result.config["dataset"] = script_args.dataset_name
+        write_sweep(result, out)
 
     finish_run(trainer, script_args.dataset_name)
 

@@ -31,6 +31,11 @@ def formats(n: int = 13) -> dict[str, list[dict]]:
         "conversational (ShareGPT)": [{"conversations": [{"from": "human", "value": r["prompt"]},
                                                          {"from": "gpt", "value": r["completion"]}]} for r in rows],
         "plain text": [{"text": r["prompt"] + r["completion"]} for r in rows],
+        "tokenised (assistant_masks)": [
+            {"input_ids": list(range(3, 9 + i % 4)), "assistant_masks": [0, 0] + [1] * (4 + i % 4)} for i in range(n)
+        ],
+        "tokenised (labels)": [{"input_ids": list(range(3, 9 + i % 4)), "labels": [-100, 4] + list(range(5, 9 + i % 4))}
+                               for i in range(n)],  # fmt: skip
     }  # fmt: skip
 
 
@@ -56,7 +61,8 @@ def test_batches_equal_what_sft_trainer_feeds_the_model(tmp_path, tokenizer, nam
             assert torch.equal(a[key], b[key]), key
     trained = sum(int((b["labels"] != -100).sum()) for b in theirs)
     tokens = sum(int(b["attention_mask"].sum()) for b in theirs)
-    assert (0 < trained < tokens) if "prompt-completion" in name else trained == tokens  # the prompt masked only
+    masked = "prompt-completion" in name or name.startswith("tokenised")
+    assert (0 < trained < tokens) if masked else trained == tokens  # the prompt masked only
 
 
 def test_truncation_keeps_the_start_and_drops_rows_without_a_label(tokenizer):

@@ -50,20 +50,22 @@ def sources(root: str):
 
 
 def own_names(trees) -> set[str]:
-    """Private names the package defines: functions, classes, assigned names and attributes, fields, parameters."""
+    """Private names the package defines: its functions and classes, names assigned at module level or in a class
+    body, and attributes its methods set on ``self`` / ``cls``. An attribute set on any other object defines nothing
+    (``trainer._x = …`` writes into someone else's object)."""
     names = set()
     for tree in trees:
         for node in ast.walk(tree):
             if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
                 names.add(node.name)
-            elif isinstance(node, ast.Name) and isinstance(node.ctx, ast.Store):
-                names.add(node.id)
-            elif isinstance(node, ast.Attribute) and isinstance(node.ctx, ast.Store):
+            elif (isinstance(node, ast.Attribute) and isinstance(node.ctx, ast.Store)
+                  and isinstance(node.value, ast.Name) and node.value.id in ("self", "cls")):  # fmt: skip
                 names.add(node.attr)
-            elif isinstance(node, ast.arg):
-                names.add(node.arg)
-            elif isinstance(node, ast.alias) and node.asname:
-                names.add(node.asname)
+        for scope in [tree] + [n for n in ast.walk(tree) if isinstance(n, ast.ClassDef)]:
+            for item in scope.body:
+                targets = item.targets if isinstance(item, ast.Assign) else [item.target] if isinstance(
+                    item, ast.AnnAssign) else []  # fmt: skip
+                names.update(t.id for t in targets if isinstance(t, ast.Name))
     return {name for name in names if is_private(name)}
 
 
@@ -133,6 +135,17 @@ def imported(tree) -> list[tuple[str, int]]:
     return found
 
 
+def _bases(node: ast.ClassDef, module) -> list:
+    """The base classes of a class statement, evaluated in its module's namespace (names it imports)."""
+    found = []
+    for base in node.bases:
+        try:
+            found.append(eval(compile(ast.Expression(base), "<base>", "eval"), vars(module)))  # noqa: S307
+        except Exception:  # noqa: BLE001  (a name local to the function: not a dependency's class)
+            pass
+    return found
+
+
 def touched_private_names(root: str = ROOT) -> list[str]:
     """Every place the package at ``root`` touches a private name of a foreign package, as ``path:line: what``."""
     parsed = {path: ast.parse(text) for path, text in sources(root)}
@@ -153,9 +166,11 @@ def touched_private_names(root: str = ROOT) -> list[str]:
                 parts = os.path.relpath(path, os.path.dirname(root))[:-3].split(os.sep)
                 module = importlib.import_module(".".join(parts[:-1] if parts[-1] == "__init__" else parts))
             cls = getattr(module, node.name, None)
-            if not isinstance(cls, type) or not any(foreign_bases(sub) for sub in subclasses(cls)):
+            if not isinstance(cls, type) or cls.__module__ != module.__name__:  # a class defined inside a function
+                cls = type(node.name, tuple(b for b in _bases(node, module) if isinstance(b, type)) or (object,), {})
+            if not any(foreign_bases(sub) for sub in subclasses(cls)) and not foreign_bases(cls):
                 continue
-            theirs = foreign_privates(cls)
+            theirs = foreign_privates(cls) | {n for base in foreign_bases(cls) for n in foreign_privates(base)}
             for name, line in class_privates(node).items():
                 if name in theirs and name not in ALLOWED:
                     problems.append(f"{where}:{line}: {node.name} overrides or sets `{name}` of a base class")
@@ -188,6 +203,26 @@ def test_the_check_finds_each_kind_of_touch(tmp_path):
 
             def step(self, batch):
                 return self._prepare_inputs(batch), getattr(self.model.config, "_name_or_path", None)
+
+
+        def tweak(trainer, model):
+            trainer._globalstep_last_logged = 0
+            return model.config._attn_implementation
+
+
+        def build():
+            from transformers import TrainerCallback
+
+            class Local(TrainerCallback):
+                def _private_hook(self):
+                    self._own_too = 1
+                    return self._own_too
+
+            class Inner(Trainer):
+                def _save(self, output_dir=None, state_dict=None):
+                    return None
+
+            return Local, Inner
         """))
     sys.path.insert(0, str(tmp_path))
     try:
@@ -197,8 +232,9 @@ def test_the_check_finds_each_kind_of_touch(tmp_path):
         sys.modules.pop("pkg_with_privates.bad", None)
         sys.modules.pop("pkg_with_privates", None)
     lines = sorted((p.split(":")[1], p.split("`")[1]) for p in problems)
-    assert lines == [("14", "_name_or_path"), ("14", "_prepare_inputs"), ("2", "transformers.trainer_utils._re_checkpoint"),
-                     ("8", "_save"), ("9", "_train_batch_size")], problems  # fmt: skip
+    assert lines == [("14", "_name_or_path"), ("14", "_prepare_inputs"), ("18", "_globalstep_last_logged"),
+                     ("19", "_attn_implementation"), ("2", "transformers.trainer_utils._re_checkpoint"),
+                     ("31", "_save"), ("8", "_save"), ("9", "_train_batch_size")], problems  # fmt: skip
 
 
 if __name__ == "__main__":

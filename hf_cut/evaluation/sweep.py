@@ -65,7 +65,7 @@ def ood_sweep(
     dataset: str | None = None,
     seeds: Sequence[int] = (0,),
     alpha: float = 0.1,
-    batch_size: int = 32,
+    batch_size: int = 64,
     labels: Sequence[str] | None = None,
     limit: int | None = None,
     noise_mean: float = 0.0,
@@ -77,8 +77,9 @@ def ood_sweep(
         models: paths (or Hub names) of saved causal LMs with their tokenizers; ``"smollm2"`` is the packaged
             SmolLM2-135M-Instruct (:func:`hf_cut.models.packaged_smollm2_path`).
         gammas: noise levels γ; 0 is in distribution.
-        dataset: ``None`` for the built-in held-out split, else a Hub name or local path for
-            :func:`hf_cut.data.load_instruction_dataset` (its ``test`` split is used).
+        dataset: ``None`` for the built-in held-out split, a Hub name or local path for
+            :func:`hf_cut.data.load_instruction_dataset` (its ``test`` split is used), or a ``datasets.Dataset`` (used
+            as it is: a recipe's own held-out split).
         seeds: noise seeds; every (model, γ) is scored once per seed.
         alpha: α of the constraints whose satisfaction is measured.
         labels: one name per model (default: the directory names). Models may share a label (e.g. the same recipe
@@ -87,8 +88,11 @@ def ood_sweep(
     """
     from ..data import load_instruction_dataset
 
+    from datasets import Dataset
+
     labels = sweep_labels(models, gammas, alpha, labels)
-    eval_set = load_instruction_dataset(dataset or "builtin")["test"]
+    in_memory = isinstance(dataset, Dataset)
+    eval_set = dataset if in_memory else load_instruction_dataset(dataset or "builtin")["test"]
     if limit is not None:
         eval_set = eval_set.select(range(min(limit, len(eval_set))))
     result = SweepResult(
@@ -97,7 +101,7 @@ def ood_sweep(
             "gammas": [float(g) for g in gammas],
             "seeds": [int(s) for s in seeds],
             "alpha": alpha,
-            "dataset": dataset or "builtin",
+            "dataset": "in-memory" if in_memory else dataset or "builtin",
             "num_examples": len(eval_set),
         }
     )

@@ -6,8 +6,8 @@ layer, outermost first, are what the model applies to the last layer's output be
 GPT-2's ``ln_f``, LFM2's ``embedding_norm``, OPT's ``final_layer_norm`` then ``project_out``; nothing for a model
 without a final norm). The readout applies them, in that order, to every intermediate hidden state.
 
-:func:`find_final_modules` runs a two-token probe forward (in eval mode, without grad: no dropout draw, no graph) when
-the weights are in memory; for weights partitioned at load time (DeepSpeed ZeRO-3's ``zero.Init``) the readout records
+:func:`find_final_modules` runs a two-token probe forward (without grad, its random draws undone) when the weights
+are in memory; for weights partitioned at load time (DeepSpeed ZeRO-3's ``zero.Init``) the readout records
 them during its first forward instead (:class:`FinalModules`).
 """
 
@@ -21,37 +21,62 @@ from torch import nn
 __all__ = ["FinalModules", "decoder_layers", "find_final_modules"]
 
 
+def _size(param: torch.Tensor) -> int:
+    return getattr(param, "ds_numel", param.numel())  # ZeRO-3 partitioned parameters hold no elements locally
+
+
 def decoder_layers(backbone: nn.Module, num_layers: int) -> nn.ModuleList:
     """The backbone's list of its ``num_layers`` decoder layers (the largest ``nn.ModuleList`` of that length)."""
     lists = [m for m in backbone.modules() if isinstance(m, nn.ModuleList) and len(m) == num_layers]
     if not lists:
         raise ValueError(f"Cannot find the {num_layers} decoder layers of {type(backbone).__name__} (no ModuleList of "
                          "that length): the shared readout reads out every layer's hidden state.")  # fmt: skip
-    return max(lists, key=lambda m: sum(p.numel() for p in m.parameters()))
+    return max(lists, key=lambda m: sum(_size(p) for p in m.parameters()))
+
+
+def _first_tensor(value):
+    if isinstance(value, torch.Tensor):
+        return value
+    if isinstance(value, (tuple, list)) and value and isinstance(value[0], torch.Tensor):
+        return value[0]
+    return getattr(value, "last_hidden_state", None)
 
 
 @contextlib.contextmanager
 def _recording(backbone: nn.Module, layers: nn.ModuleList):
-    """Within the block, every forward of ``backbone`` appends to the yielded list the outermost modules that finish
-    after ``layers[-1]`` does."""
+    """Within the block, the forwards of ``backbone`` are watched; the yielded dict then holds ``"modules"``: the
+    outermost modules that finish after ``layers[-1]`` does, called on one tensor of the last layer's output shape
+    (the hidden-state path, not a side computation) — unless the last layer never ran."""
     inside = set(layers.modules())
     containers = {m for m in backbone.modules() if any(sub is layers for sub in m.modules())}
-    order: list[nn.Module | None] = []
-    handles = [layers[-1].register_forward_hook(lambda *_: order.append(None))]
+    order: list = []  # ("last", shape) or (module, called on one hidden-state-shaped tensor alone)
+
+    def after_last(module, args, output):
+        hidden = _first_tensor(output)
+        order.append(("last", None if hidden is None else hidden.shape))
+
+    def after(module, args, kwargs, output):
+        single = len(args) == 1 and isinstance(args[0], torch.Tensor) and isinstance(output, torch.Tensor)
+        single = single and not any(isinstance(v, torch.Tensor) for v in kwargs.values())
+        order.append((module, args[0].shape if single else None))
+
+    handles = [layers[-1].register_forward_hook(after_last)]
     for module in backbone.modules():
         if module not in inside and module not in containers:
-            handles.append(module.register_forward_hook(lambda m, *_: order.append(m)))
-    found: list[nn.Module] = []
+            handles.append(module.register_forward_hook(after, with_kwargs=True))
+    result: dict = {}
     try:
-        yield found
+        yield result
     finally:
         for handle in handles:
             handle.remove()
-    if None in order:
-        last = len(order) - 1 - order[::-1].index(None)
-        after = list(dict.fromkeys(m for m in order[last + 1 :] if m is not None))
+    marks = [i for i, (module, _) in enumerate(order) if isinstance(module, str)]
+    if marks:
+        shape = order[marks[-1]][1]
+        after_modules = list(dict.fromkeys(m for m, s in order[marks[-1] + 1 :] if s is not None and s == shape))
         # a module's submodules finish before it: keep the outermost
-        found += [m for m in after if not any(m is not other and m in set(other.modules()) for other in after)]
+        result["modules"] = [m for m in after_modules
+                             if not any(m is not o and m in set(o.modules()) for o in after_modules)]  # fmt: skip
 
 
 def _materialised(module: nn.Module) -> bool:
@@ -59,25 +84,29 @@ def _materialised(module: nn.Module) -> bool:
     return all(p.numel() > 0 and p.device.type != "meta" and not hasattr(p, "full_tensor") for p in module.parameters())
 
 
-def find_final_modules(backbone: nn.Module, num_layers: int) -> list[nn.Module]:
-    """The modules ``backbone``'s forward applies after its last decoder layer, in order (a probe forward of two
-    tokens). ``ValueError`` when the probe cannot run."""
+def find_final_modules(backbone: nn.Module, num_layers: int) -> list[nn.Module] | None:
+    """The modules ``backbone``'s forward applies after its last decoder layer, in order, from a probe forward of two
+    tokens without grad, its random draws undone (``fork_rng``). The probe runs in training mode: in eval mode some
+    layers change themselves on a CPU (bitsandbytes repacks its 4-bit weights for inference). ``None`` when the
+    probe did not run the last layer (LayerDrop); ``ValueError`` when the probe fails."""
     layers = decoder_layers(backbone, num_layers)
     embeddings = backbone.get_input_embeddings()
-    device = embeddings.weight.device if getattr(embeddings, "weight", None) is not None else "cpu"
-    was_training = backbone.training
-    backbone.eval()
+    device = embeddings.weight.device if getattr(embeddings, "weight", None) is not None else torch.device("cpu")
+    modes = {module: module.training for module in backbone.modules()}
+    backbone.train()
     try:
-        with _recording(backbone, layers) as found, torch.no_grad():
-            backbone(input_ids=torch.zeros(1, 2, dtype=torch.long, device=device), use_cache=False)
+        with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []), torch.no_grad():
+            with _recording(backbone, layers) as result:
+                backbone(input_ids=torch.zeros(1, 2, dtype=torch.long, device=device), use_cache=False)
     except Exception as error:  # noqa: BLE001  (any failure of the model's own forward is reported by name)
         raise ValueError(
             f"Cannot find the final norm of {type(backbone).__name__} (the modules its forward applies after its last "
             f"layer): a probe forward of two tokens failed ({type(error).__name__}: {error})."
         ) from error
     finally:
-        backbone.train(was_training)
-    return found
+        for module, training in modes.items():
+            module.training = training
+    return result.get("modules")
 
 
 class FinalModules:
@@ -87,7 +116,7 @@ class FinalModules:
     def __init__(self, backbone: nn.Module, num_layers: int) -> None:
         self.num_layers = num_layers
         self.modules: list[nn.Module] | None = None
-        if _materialised(backbone):
+        if _materialised(backbone):  # else (or when the probe skipped the last layer) recorded in the first forward
             self.modules = find_final_modules(backbone, num_layers)
 
     @contextlib.contextmanager
@@ -96,9 +125,9 @@ class FinalModules:
         if self.modules is not None:
             yield
             return
-        with _recording(backbone, decoder_layers(backbone, self.num_layers)) as found:
+        with _recording(backbone, decoder_layers(backbone, self.num_layers)) as result:
             yield
-        self.modules = found
+        self.modules = result.get("modules")  # None while the last layer has not run (LayerDrop): recorded again
 
     def __call__(self, hidden: torch.Tensor) -> torch.Tensor:
         for module in self.modules:

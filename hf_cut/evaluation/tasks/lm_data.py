@@ -30,7 +30,16 @@ def _ids(tokenizer, value, **template_kwargs) -> list[int]:
 
 def tokenize_row(row: dict, tokenizer) -> dict[str, list[int]]:
     """``input_ids`` and ``labels`` of one row (a ``prompt`` / ``completion``, ``messages``, ``conversations`` or
-    ``text`` row), before truncation."""
+    ``text`` row, or one tokenised already: ``input_ids`` with ``labels``, ``completion_mask`` or
+    ``assistant_masks``), before truncation."""
+    if "input_ids" in row:  # tokenised already: TRL's labels, or built from its masks as TRL builds them
+        ids = list(row["input_ids"])
+        if "labels" in row:
+            return {"input_ids": ids, "labels": list(row["labels"])}
+        # completion_only_loss, at its default, holds for prompt–completion rows only (as TRL decides it)
+        keys = ("completion_mask", "assistant_masks") if "prompt" in row and "completion" in row else ("assistant_masks",)
+        masks = [row[key] for key in keys if key in row]
+        return {"input_ids": ids, "labels": [t if all(bits) else -100 for t, *bits in zip(ids, *masks)]}
     if is_conversational_from_value(row):
         row = maybe_convert_to_chatml(dict(row))
     eos = tokenizer.eos_token
