@@ -98,7 +98,8 @@ def check_sweep_args(args, short_names: Iterable[str] = ()) -> None:
     check_gammas(args.gammas)
     check_labels(args.labels, args.model)
     check_model_paths(args.model, short_names=short_names)
-    check_alpha(args.alpha)
+    if args.alpha is not None:  # None: read from the models' run summaries
+        check_alpha(args.alpha)
 
 
 def parse_checked(parser, argv: Sequence[str] | None, check) -> object:

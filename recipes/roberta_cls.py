@@ -178,7 +178,7 @@ def main(script_args, training_args, model_args):
     from hf_cut.data.classification import evaluation_splits, load_classification_dataset
     from hf_cut.evaluation import layer_losses_from_metrics
     from hf_cut.run_files import finish_run, write_run_summary
-    from hf_cut.evaluation.classifier_sweep import evaluate_classifier
+    from hf_cut.evaluation import sweep
 
     # Data: train and the labelled evaluation splits, as text (text_pair) / label
     dataset = load_classification_dataset(
@@ -232,11 +232,11 @@ def main(script_args, training_args, model_args):
     results = {}
     for split in test_splits:
         metrics = trainer.evaluate(tokenized[split])
-        per_example = evaluate_classifier(
-            trainer.model, tokenizer, dataset[split], gamma=0.0, alpha=training_args.descent_alpha,
-            batch_size=training_args.per_device_eval_batch_size, noise=trainer.noise,
-            max_length=script_args.max_length,
-        )  # fmt: skip
+        per_example = sweep(
+            "classification", {split: (trainer.model, tokenizer)}, [0.0], dataset=dataset[split],
+            alpha=training_args.descent_alpha, batch_size=training_args.per_device_eval_batch_size,
+            max_length=script_args.max_length, progress=False,
+        ).records[0]  # fmt: skip
         results[split] = {
             "layer_losses": layer_losses_from_metrics(metrics, prefix="eval_"),
             metric: metrics.get(f"eval_{metric}"),

@@ -76,7 +76,8 @@ def main(script_args, training_args):
     from hf_cut import ConstrainedTrainer
     from hf_cut.evaluation import layer_losses_from_metrics
     from hf_cut.run_files import finish_run, write_run_summary
-    from hf_cut.evaluation.denoise_sweep import denoise_sweep, evaluate_denoiser, rmse_table, write_denoise_sweep
+    from hf_cut.evaluation import sweep
+    from hf_cut.evaluation.denoise_sweep import rmse_table, write_denoise_sweep
     from hf_cut.models.unrolled import UnrolledTransformerConfig, UnrolledTransformerModel
 
     if script_args.num_threads:
@@ -117,7 +118,8 @@ def main(script_args, training_args):
     if trainer.is_world_process_zero():
         label = method_label(training_args)
         alpha = training_args.descent_alpha
-        clean = evaluate_denoiser(model, dataset["test"], gamma=0.0, alpha=alpha)  # in distribution, exact means
+        # in distribution, exact means
+        clean = sweep("denoising", {label: model}, [0.0], dataset=dataset["test"], alpha=alpha, progress=False).records[0]
         layer_losses = clean["layer_losses"]
 
         # γ sweep of this model and of the saved models to compare with
@@ -125,7 +127,8 @@ def main(script_args, training_args):
         for entry in script_args.sweep_compare:
             name, _, path = entry.rpartition("=")
             models[name or os.path.basename(os.path.normpath(path))] = AutoModel.from_pretrained(path).to(model.device)
-        records = denoise_sweep(models, dataset["test"], script_args.sweep_gammas, script_args.sweep_seeds, alpha)
+        records = sweep("denoising", models, script_args.sweep_gammas, dataset=dataset["test"],
+                        seeds=script_args.sweep_seeds, alpha=alpha, progress=False).records  # fmt: skip
         sweep_paths = write_denoise_sweep(
             records, training_args.output_dir, config={"models": list(models), "data": asdict(data_args), "alpha": alpha}
         )

@@ -355,5 +355,7 @@ def test_one_sweep_entry_point_for_denoising(small_data):
         assert row["rmse_mean"] == pytest.approx(sum(by_seed) / 2, rel=1e-6)
     with pytest.raises(ValueError, match="task"):
         sweep("segmentation", ["m"], [0.0])
-    with pytest.raises(ValueError, match="limit"):
-        sweep("denoising", {"m": model}, [0.0], dataset=small_data["test"], limit=3)
+    with pytest.raises(ValueError, match="split"):  # classification's option (`limit` is every task's now)
+        sweep("denoising", {"m": model}, [0.0], dataset=small_data["test"], split="test")
+    limited = sweep("denoising", {"m": model}, [0.0], dataset=small_data["test"], limit=3, batch_size=10)
+    assert limited.records[0]["num_examples"] == 3

@@ -48,7 +48,9 @@ def make_parser(task: str | None = None, description: str | None = None) -> argp
     parser.add_argument("--num_noise_seeds", "--num_seeds", dest="num_seeds", type=int, default=None,
                         help="shortcut for --noise_seeds 0 … N−1")  # fmt: skip
     parser.add_argument("--noise_mean", type=float, default=0.0, help="μ, the mean of the test noise")
-    parser.add_argument("--alpha", type=float, default=0.1, help="α of the constraints whose satisfaction is measured")
+    parser.add_argument("--alpha", type=float, default=None,
+                        help="α of the constraints whose satisfaction is measured (default: the α the models' run "
+                             "summaries record; 0.1, with a warning, when none does)")  # fmt: skip
     parser.add_argument("--batch_size", type=int, default=None, help="default: 64; denoising: 256")
     parser.add_argument("--limit", type=int, default=None, help="score only the first N examples")
     parser.add_argument("--baseline", default=None, help="model the differences are taken against (default: ERM)")
@@ -129,8 +131,9 @@ def _denoising(args: argparse.Namespace) -> None:
     import hf_cut.models.unrolled  # noqa: F401  (registers the unrolled transformer with AutoModel)
 
     from ..evaluation.denoise_sweep import denoise_sweep, rmse_table, write_denoise_sweep
-    from ..evaluation.sweep import sweep_labels
+    from ..evaluation.sweep import resolve_alpha, sweep_labels
 
+    args.alpha = resolve_alpha(args.alpha, args.model)
     labels = sweep_labels(args.model, args.gammas, args.alpha, args.labels)
     data_args = _video_test_set(args)
     test = data_args.load()["test"]

@@ -1,4 +1,5 @@
-"""Out-of-distribution γ sweep of video denoisers (the paper's Figure 2: RMSE against the test perturbation γ).
+"""The denoiser γ sweep under the names of earlier releases, and its RMSE table (the paper's Figure 2: RMSE against
+the test perturbation γ). The sweep itself is the one sweep (:func:`hf_cut.evaluation.sweep`, ``task="denoising"``).
 
 For every model, seed and γ, the test clips are denoised with :class:`hf_cut.noise.EmbeddingNoise` at that γ on the
 model's input frames (``x̃ = x + ε``, ``ε ~ N(μ, (γ σ_x)² I)``, on top of the data's own training corruption).
@@ -20,10 +21,10 @@ from collections.abc import Mapping, Sequence
 
 from torch import nn
 
-from .tasks.denoising import DENOISING
-from .engine import evaluate, run_sweep
+from .entry import sweep
 from .report import write_sweep
 from .sweep import SweepResult, aggregate_records
+from .tasks.denoising import DENOISING
 
 __all__ = [
     "DEFAULT_GAMMAS",
@@ -36,14 +37,15 @@ __all__ = [
 ]
 
 DEFAULT_GAMMAS = (0.0, 0.5, 1.0, 1.5, 2.0)
-SCALARS = ("rmse", "loss", "pair_satisfaction", "example_satisfaction", "descent_ratio_mean")
+SCALARS = DENOISING.scalars
 
 
 def evaluate_denoiser(
     model: nn.Module, dataset, gamma: float = 0.0, seed: int = 0, alpha: float = 0.1, batch_size: int = 256,
     noise_mean: float = 0.0,
 ) -> dict:
-    """Denoise every clip of ``dataset`` (columns ``noisy_frames``, ``labels``) once at noise level ``gamma``.
+    """Denoise every clip of ``dataset`` (columns ``noisy_frames``, ``labels``) once at noise level ``gamma``:
+    ``sweep("denoising", {"model": model}, [gamma], …)``.
 
     Returns ``rmse`` (root mean squared pixel error of ``X_L`` over the whole set), ``layer_rmse`` (the same for every
     ``X_l``), ``loss`` and ``layer_losses`` (means of ``½ Σ_t ‖x_t − [X_l]_t‖²``), ``monotone`` (every layer loss below
@@ -51,11 +53,9 @@ def evaluate_denoiser(
     """
     if gamma < 0:
         raise ValueError(f"`gamma` must be >= 0, got {gamma}.")
-    session = DENOISING.open(model, None, dataset, batch_size)
-    try:
-        return evaluate(DENOISING, session, gamma, seed, alpha, noise_mean)
-    finally:
-        session.close()
+    result = sweep("denoising", {"model": model}, [gamma], dataset=dataset, seeds=[seed], alpha=alpha,
+                   batch_size=batch_size, noise_mean=noise_mean, progress=False)  # fmt: skip
+    return {key: value for key, value in result.records[0].items() if key != "model"}
 
 
 def denoise_sweep(
@@ -67,26 +67,20 @@ def denoise_sweep(
     batch_size: int = 256,
     noise_mean: float = 0.0,
 ) -> list[dict]:
-    """One :func:`evaluate_denoiser` record per (model label, seed, γ), with ``model`` set to the label."""
+    """The records of ``sweep("denoising", models, gammas, dataset=dataset, …)``, one per (model label, seed, γ)."""
     if not models:
         raise ValueError("`models` is empty: give at least one {label: model}.")
-    if any(g < 0 for g in gammas):
-        raise ValueError(f"`gammas` must be >= 0, got {list(gammas)}.")
-    if not 0 < alpha < 1:
-        raise ValueError(f"`alpha` must be in (0, 1), got {alpha}.")
-    return run_sweep(DENOISING, [(m, None) for m in models.values()], list(models), [None] * len(models), dataset,
-                     gammas, seeds, alpha, batch_size, noise_mean=noise_mean, progress=False)  # fmt: skip
+    return sweep("denoising", dict(models), gammas, dataset=dataset, seeds=seeds, alpha=alpha, batch_size=batch_size,
+                 noise_mean=noise_mean, progress=False).records  # fmt: skip
 
 
 def aggregate_denoise_records(records: Sequence[dict]) -> list[dict]:
     """Mean and sample standard deviation over seeds (0 for one seed) per (model, γ), in first-seen order
     (:func:`~hf_cut.evaluation.sweep.aggregate_records` over the denoiser's scalars), with ``monotone_share``."""
-    monotone: dict[tuple[str, float], list[float]] = {}
-    for r in records:
-        monotone.setdefault((r["model"], r["gamma"]), []).append(float(r["monotone"]))
     rows = aggregate_records(records, SCALARS)
     for row in rows:
-        row["monotone_share"] = statistics.fmean(monotone[row["model"], row["gamma"]])
+        group = [float(r["monotone"]) for r in records if (r["model"], r["gamma"]) == (row["model"], row["gamma"])]
+        row["monotone_share"] = statistics.fmean(group)
     return rows
 
 

@@ -7,12 +7,16 @@ that share a tokenizer see the same noise draws.
 
 from __future__ import annotations
 
+import json
+import logging
 import os
 import statistics
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-__all__ = ["SweepResult", "ood_sweep", "aggregate_records", "SCALAR_METRICS"]
+logger = logging.getLogger(__name__)
+
+__all__ = ["SweepResult", "ood_sweep", "aggregate_records", "resolve_alpha", "SCALAR_METRICS"]
 
 # Scalar fields of a record aggregated over seeds (mean and spread)
 SCALAR_METRICS = ("loss", "token_accuracy", "pair_satisfaction", "example_satisfaction", "descent_ratio_mean")
@@ -47,6 +51,33 @@ def aggregate_records(records: Sequence[dict], metrics: Sequence[str] = SCALAR_M
     return aggregates
 
 
+def resolve_alpha(alpha: float | None, models: Sequence) -> float:
+    """α of the constraints a sweep measures: ``alpha`` when given, else the ``descent_alpha`` every model's run
+    summary (``layer_losses.json`` in its folder, written by the recipes) records. Models trained with different α
+    are refused (a sweep measures one α); models that record none are measured at α = 0.1 with a warning in the log
+    (a later release will require ``alpha`` then)."""
+    if alpha is not None:
+        return alpha
+    recorded = {}
+    for model in models:
+        summary = os.path.join(model, "layer_losses.json") if isinstance(model, str) else None
+        if summary and os.path.isfile(summary):
+            with open(summary, encoding="utf-8") as f:
+                recorded[model] = json.load(f).get("descent_alpha")
+    values = {value for value in recorded.values() if value is not None}
+    if len(values) > 1:
+        raise ValueError(f"`alpha` (--alpha): the models were trained with different α ({recorded}); give the α the "
+                         "sweep measures.")  # fmt: skip
+    if values and len(recorded) == len(models) and None not in recorded.values():
+        return float(values.pop())
+    missing = [m for m in models if recorded.get(m) is None]
+    logger.warning(
+        f"`alpha` (--alpha) not given, and no run summary records it for {missing}: constraint satisfaction is "
+        "measured at α = 0.1. Give `alpha`; a later release will require it when no summary records it."
+    )
+    return 0.1
+
+
 def sweep_labels(
     models: Sequence[str], gammas: Sequence[float], alpha: float, labels: Sequence[str] | None
 ) -> list[str]:
@@ -62,53 +93,18 @@ def sweep_labels(
 def ood_sweep(
     models: Sequence[str],
     gammas: Sequence[float],
-    dataset: str | None = None,
+    dataset=None,
     seeds: Sequence[int] = (0,),
-    alpha: float = 0.1,
+    alpha: float | None = None,
     batch_size: int = 64,
     labels: Sequence[str] | None = None,
     limit: int | None = None,
     noise_mean: float = 0.0,
     progress: bool = True,
 ) -> SweepResult:
-    """Sweep γ for several saved models on the same evaluation set.
+    """``sweep("causal_lm", …)`` (:func:`hf_cut.evaluation.sweep`), under the name and signature of earlier
+    releases."""
+    from .entry import sweep
 
-    Args:
-        models: paths (or Hub names) of saved causal LMs with their tokenizers; ``"smollm2"`` is the packaged
-            SmolLM2-135M-Instruct (:func:`hf_cut.models.packaged_smollm2_path`).
-        gammas: noise levels γ; 0 is in distribution.
-        dataset: ``None`` for the built-in held-out split, a Hub name or local path for
-            :func:`hf_cut.data.load_instruction_dataset` (its ``test`` split is used), or a ``datasets.Dataset`` (used
-            as it is: a recipe's own held-out split).
-        seeds: noise seeds; every (model, γ) is scored once per seed.
-        alpha: α of the constraints whose satisfaction is measured.
-        labels: one name per model (default: the directory names). Models may share a label (e.g. the same recipe
-            trained with several seeds): the aggregates then pool them, and their spread is over training seeds too.
-        limit: score only the first ``limit`` examples.
-    """
-    from ..data import load_instruction_dataset
-
-    from datasets import Dataset
-
-    labels = sweep_labels(models, gammas, alpha, labels)
-    in_memory = isinstance(dataset, Dataset)
-    eval_set = dataset if in_memory else load_instruction_dataset(dataset or "builtin")["test"]
-    if limit is not None:
-        eval_set = eval_set.select(range(min(limit, len(eval_set))))
-    result = SweepResult(
-        config={
-            "models": [{"label": label, "path": path} for label, path in zip(labels, models)],
-            "gammas": [float(g) for g in gammas],
-            "seeds": [int(s) for s in seeds],
-            "alpha": alpha,
-            "dataset": "in-memory" if in_memory else dataset or "builtin",
-            "num_examples": len(eval_set),
-        }
-    )
-    from .tasks.causal_lm import CAUSAL_LM
-    from .engine import run_sweep
-
-    result.records = run_sweep(CAUSAL_LM, list(models), labels, list(models), eval_set, gammas, seeds, alpha, batch_size,
-                               noise_mean=noise_mean, progress=progress)  # fmt: skip
-    result.aggregates = aggregate_records(result.records)
-    return result
+    return sweep("causal_lm", models, gammas, dataset=dataset, seeds=seeds, alpha=alpha, batch_size=batch_size,
+                 labels=labels, limit=limit, noise_mean=noise_mean, progress=progress)  # fmt: skip

@@ -9,10 +9,15 @@ video denoiser differ when a γ sweep scores them —
   on :meth:`EvalSession.close`);
 - ``score(session, batch)``: a :class:`BatchScore` — per-layer loss sums, the count they are over (tokens or
   examples), the per-example layer losses, and the task metric's running sums;
-- ``finish(session, layer_losses, count, metric_sums)``: the record's task fields (``loss``, the metric, the count).
+- ``finish(session, layer_losses, count, metric_sums)``: the record's task fields (``loss``, the metric, the count);
+- ``prepare(models, options)``: the evaluation set a sweep scores, from the task's options (it pops them: ``dataset``,
+  ``limit``, and the task's own, e.g. ``split``), the fields it adds to the sweep's configuration, and the options
+  its ``open`` takes (e.g. ``max_length``) — checked before any model is loaded.
 
 ``weighting`` says how a set's layer losses are averaged: ``"token"`` (every scored token alike: the causal LM) or
-``"example"`` (every example alike).
+``"example"`` (every example alike). ``scalars`` are the record fields averaged over noise seeds, ``shares`` the
+boolean ones whose share is reported, ``options`` the sweep options the task takes beyond every task's, and
+``batch_size`` its default batch.
 """
 
 from __future__ import annotations
@@ -64,6 +69,11 @@ class Task:
     finish: Callable[[EvalSession, list[float], float, dict[str, float]], dict]
     weighting: str  # "token" or "example"
     metric: str  # the record's task metric: token_accuracy, accuracy (or rmse for regressors), rmse
+    prepare: Callable[[Any, dict], tuple[Any, dict, dict]] | None = None
+    scalars: tuple[str, ...] = ("loss", "pair_satisfaction", "example_satisfaction", "descent_ratio_mean")
+    shares: tuple[str, ...] = ()
+    options: tuple[str, ...] = ()
+    batch_size: int = 64
 
 
 def get_task(name: str) -> Task:

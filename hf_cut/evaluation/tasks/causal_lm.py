@@ -24,6 +24,22 @@ def load(path: str):
     return AutoModelForCausalLM.from_pretrained(path), AutoTokenizer.from_pretrained(path)
 
 
+def prepare(models, options: dict):
+    """The held-out split: ``dataset`` None (the built-in one), a Hub name or local path
+    (:func:`hf_cut.data.load_instruction_dataset`, its ``test`` split) or a ``datasets.Dataset`` used as given; its
+    first ``limit`` rows."""
+    from datasets import Dataset
+
+    from ...data import load_instruction_dataset
+
+    dataset, limit = options.pop("dataset", None), options.pop("limit", None)
+    in_memory = isinstance(dataset, Dataset)
+    eval_set = dataset if in_memory else load_instruction_dataset(dataset or "builtin")["test"]
+    if limit is not None:
+        eval_set = eval_set.select(range(min(limit, len(eval_set))))
+    return eval_set, {"dataset": "in-memory" if in_memory else dataset or "builtin"}, {}
+
+
 def ensure_readout(model) -> None:
     """Patch the layer readout into ``model`` (as the trainer does) unless it is patched already."""
     base = base_model(model)
@@ -91,6 +107,8 @@ def finish_every_layer(session: EvalSession, layer_losses: list[float], count: f
 
 
 # every layer's accuracy too (early exit: the quality of each truncation)
+SCALARS = ("loss", "token_accuracy", "pair_satisfaction", "example_satisfaction", "descent_ratio_mean")
 CAUSAL_LM_EVERY_LAYER = Task("causal_lm", load, open_session, score_every_layer, finish_every_layer, weighting="token",
-                             metric="token_accuracy")  # fmt: skip
-CAUSAL_LM = Task("causal_lm", load, open_session, score, finish, weighting="token", metric="token_accuracy")
+                             metric="token_accuracy", prepare=prepare, scalars=SCALARS)  # fmt: skip
+CAUSAL_LM = Task("causal_lm", load, open_session, score, finish, weighting="token", metric="token_accuracy",
+                 prepare=prepare, scalars=SCALARS)  # fmt: skip

@@ -103,4 +103,58 @@ def finish(session: EvalSession, layer_losses: list[float], count: float, sums: 
     return {"loss": layer_losses[-1], **metric, "layer_losses": layer_losses, "num_examples": count}
 
 
-CLASSIFICATION = Task("classification", load, open_session, score, finish, weighting="example", metric="accuracy")
+def _eval_split(dataset, dataset_config: str | None, split: str | None):
+    """The evaluation ``Dataset``: ``dataset`` as a name (None = built-in), a ``DatasetDict`` or a ``Dataset``."""
+    from datasets import Dataset
+
+    from ...data.classification import evaluation_splits, load_classification_dataset
+
+    if isinstance(dataset, Dataset):
+        return dataset, split or "test"
+    if dataset is None or isinstance(dataset, str):
+        dataset = load_classification_dataset(dataset or "builtin", dataset_config)
+    names = evaluation_splits(dataset)
+    split = split or ("test" if "test" in names else names[0] if names else None)
+    if split not in dataset:
+        raise ValueError(f"`split` {split!r} is not a split of the dataset (evaluation splits: {names}).")
+    return dataset[split], split
+
+
+def _check_label_fit(models, eval_set) -> None:
+    """Before any model is loaded: the evaluation labels fit every classifier's ``num_labels`` (read from its config;
+    regressors, with one output, take any float target)."""
+    from transformers import AutoConfig
+
+    from ...validation import check_class_labels
+
+    column = "labels" if "labels" in eval_set.column_names else "label"
+    if column not in eval_set.column_names:
+        raise ValueError(f"--dataset: the evaluation split has no 'label' column (columns: {eval_set.column_names}).")
+    values = eval_set[column]
+    for model in models:
+        config = AutoConfig.from_pretrained(model) if isinstance(model, str) else base_model(model[0]).config
+        name = model if isinstance(model, str) else type(model[0]).__name__
+        if config.num_labels > 1:
+            check_class_labels(values, config.num_labels, name=f"--dataset (for --model {name})")
+
+
+def prepare(models, options: dict):
+    """The evaluation split: ``dataset`` None (the built-in one), a name for
+    :func:`hf_cut.data.classification.load_classification_dataset` (with ``dataset_config``), a ``DatasetDict`` or a
+    ``Dataset``; ``split`` (default ``test``, else the first evaluation split); its first ``limit`` rows. The labels
+    are checked against every model's ``num_labels``."""
+    dataset, config_name = options.pop("dataset", None), options.pop("dataset_config", None)
+    eval_set, split = _eval_split(dataset, config_name, options.pop("split", None))
+    limit = options.pop("limit", None)
+    if limit is not None:
+        eval_set = eval_set.select(range(min(limit, len(eval_set))))
+    _check_label_fit(models, eval_set)
+    name = dataset if isinstance(dataset, str) else "builtin" if dataset is None else "in-memory"
+    return eval_set, {"dataset": name, "dataset_config": config_name, "split": split}, {
+        "max_length": options.pop("max_length", None)}  # fmt: skip
+
+
+CLASSIFICATION = Task("classification", load, open_session, score, finish, weighting="example", metric="accuracy",
+                      prepare=prepare, scalars=("loss", "accuracy", "rmse", "pair_satisfaction", "example_satisfaction",
+                                                "descent_ratio_mean"),
+                      options=("dataset_config", "split", "max_length"))  # fmt: skip

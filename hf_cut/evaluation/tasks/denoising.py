@@ -62,4 +62,17 @@ def finish(session: EvalSession, layer_losses: list[float], count: float, sums: 
     }
 
 
-DENOISING = Task("denoising", load, open_session, score, finish, weighting="example", metric="rmse")
+def prepare(models, options: dict):
+    """The test clips: ``dataset`` (required: a ``Dataset`` with ``noisy_frames`` and ``labels``), its first
+    ``limit``."""
+    dataset, limit = options.pop("dataset", None), options.pop("limit", None)
+    if dataset is None:
+        raise ValueError("sweep('denoising', …): `dataset` (the test clips) is required.")
+    if limit is not None:
+        dataset = dataset.select(range(min(limit, len(dataset))))
+    return dataset, {}, {}
+
+
+DENOISING = Task("denoising", load, open_session, score, finish, weighting="example", metric="rmse", prepare=prepare,
+                 scalars=("rmse", "loss", "pair_satisfaction", "example_satisfaction", "descent_ratio_mean"),
+                 shares=("monotone",), batch_size=256)  # fmt: skip
