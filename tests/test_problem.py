@@ -52,6 +52,9 @@ def test_lagrangian_gradient_of_the_literal_slack():
     assert value == pytest.approx(-0.5)
     # ∂/∂ℓ_0 = −(1−α) λ_1 = −0.5, ∂/∂ℓ_1 = λ_1 − (1−α) λ_2 = 1 − 1.5 = −0.5, ∂/∂ℓ_2 = λ_2 = 3
     assert grad == pytest.approx([-0.5, -0.5, 3.0])
+    # the weights the layer sampler draws by are those derivatives (ℓ_L's aside); with the stop-gradient, (0, λ_1)
+    assert problem(detach_previous_loss=False).layer_weights() == pytest.approx([-0.5, -0.5])
+    assert problem().layer_weights() == pytest.approx([0.0, 1.0])
 
 
 def test_the_weight_scales_value_and_gradient():
