@@ -94,18 +94,28 @@ def find_final_modules(backbone: nn.Module, num_layers: int) -> list[nn.Module] 
     device = embeddings.weight.device if getattr(embeddings, "weight", None) is not None else torch.device("cpu")
     modes = {module: module.training for module in backbone.modules()}
     backbone.train()
+    first: list[torch.Tensor] = []
+    handle = layers[0].register_forward_hook(lambda m, a, output: first.append(_first_tensor(output)))
     try:
         with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []), torch.no_grad():
             with _recording(backbone, layers) as result:
-                backbone(input_ids=torch.zeros(1, 2, dtype=torch.long, device=device), use_cache=False)
+                out = backbone(input_ids=torch.zeros(1, 2, dtype=torch.long, device=device), use_cache=False,
+                               output_hidden_states=True)  # fmt: skip
     except Exception as error:  # noqa: BLE001  (any failure of the model's own forward is reported by name)
         raise ValueError(
             f"Cannot find the final norm of {type(backbone).__name__} (the modules its forward applies after its last "
             f"layer): a probe forward of two tokens failed ({type(error).__name__}: {error})."
         ) from error
     finally:
+        handle.remove()
         for module, training in modes.items():
             module.training = training
+    states = getattr(out, "hidden_states", None)
+    if states is None or len(states) != num_layers + 1 or not first or not torch.equal(states[1], first[0]):
+        raise ValueError(
+            f"{type(backbone).__name__}'s hidden states are not the input embeddings and then each layer's output "
+            "(the readout reads h_0 … h_L from them): it cannot read this model out."
+        )
     return result.get("modules")
 
 
