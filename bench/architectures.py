@@ -88,7 +88,9 @@ def check_model_type(model_type: str) -> dict:
     except Exception as error:  # noqa: BLE001
         return {"status": "readout failed", "class": type(model).__name__,
                 "error": f"{type(error).__name__}: {str(error)[:300]}"}  # fmt: skip
-    worst = max(abs(a - b) / max(1.0, abs(b)) for a, b in zip(got, expected)) if len(got) == len(expected) else float("inf")
+    worst = float("inf")
+    if len(got) == len(expected):
+        worst = max(abs(a - b) / max(1.0, abs(b)) for a, b in zip(got, expected))
     status = "ok" if worst <= 1e-4 else "layer losses differ"
     return {"status": status, "class": type(model).__name__, "layers": L, "max_rel_diff": worst}
 

@@ -235,6 +235,7 @@ def _run_backbone(model: nn.Module, args, kwargs, final: FinalModules) -> _Batch
     backbone = model.base_model
     with final.recorded(backbone):
         out = backbone(*args, **kwargs)
+    final.check_hidden_states(out.hidden_states)
     states = list(out.hidden_states[:-1]) + [out.last_hidden_state]
     if shift_labels is None:  # predict token t + 1 from position t
         states = [h[:, :-1] for h in states]

@@ -94,28 +94,20 @@ def find_final_modules(backbone: nn.Module, num_layers: int) -> list[nn.Module] 
     device = embeddings.weight.device if getattr(embeddings, "weight", None) is not None else torch.device("cpu")
     modes = {module: module.training for module in backbone.modules()}
     backbone.train()
-    first: list[torch.Tensor] = []
-    handle = layers[0].register_forward_hook(lambda m, a, output: first.append(_first_tensor(output)))
     try:
         with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []), torch.no_grad():
+            # without output_hidden_states: transformers installs its recording hooks on the first forward that asks
+            # for them, and those must come after any hook a user adds before training (as they did before)
             with _recording(backbone, layers) as result:
-                out = backbone(input_ids=torch.zeros(1, 2, dtype=torch.long, device=device), use_cache=False,
-                               output_hidden_states=True)  # fmt: skip
+                backbone(input_ids=torch.zeros(1, 2, dtype=torch.long, device=device), use_cache=False)
     except Exception as error:  # noqa: BLE001  (any failure of the model's own forward is reported by name)
         raise ValueError(
             f"Cannot find the final norm of {type(backbone).__name__} (the modules its forward applies after its last "
             f"layer): a probe forward of two tokens failed ({type(error).__name__}: {error})."
         ) from error
     finally:
-        handle.remove()
         for module, training in modes.items():
             module.training = training
-    states = getattr(out, "hidden_states", None)
-    if states is None or len(states) != num_layers + 1 or not first or not torch.equal(states[1], first[0]):
-        raise ValueError(
-            f"{type(backbone).__name__}'s hidden states are not the input embeddings and then each layer's output "
-            "(the readout reads h_0 … h_L from them): it cannot read this model out."
-        )
     return result.get("modules")
 
 
@@ -125,19 +117,45 @@ class FinalModules:
 
     def __init__(self, backbone: nn.Module, num_layers: int) -> None:
         self.num_layers = num_layers
+        self.layout_checked = False
+        self.first_layer_output: list[torch.Tensor] = []
         self.modules: list[nn.Module] | None = None
         if _materialised(backbone):  # else (or when the probe skipped the last layer) recorded in the first forward
             self.modules = find_final_modules(backbone, num_layers)
 
     @contextlib.contextmanager
     def recorded(self, backbone: nn.Module):
-        """Around the backbone's forward: records the modules if they are not known yet."""
-        if self.modules is not None:
-            yield
+        """Around the backbone's forward: records the modules if they are not known yet, and the first layer's output
+        until :meth:`check_hidden_states` has seen it."""
+        first: list[torch.Tensor] = []
+        handle = None
+        if not self.layout_checked:
+            layer = decoder_layers(backbone, self.num_layers)[0]
+            handle = layer.register_forward_hook(lambda m, a, output: first.append(_first_tensor(output)))
+        self.first_layer_output = first
+        try:
+            if self.modules is not None:
+                yield
+                return
+            with _recording(backbone, decoder_layers(backbone, self.num_layers)) as result:
+                yield
+            self.modules = result.get("modules")  # None while the last layer has not run (LayerDrop): again
+        finally:
+            if handle is not None:
+                handle.remove()
+
+    def check_hidden_states(self, states) -> None:
+        """Once: ``ValueError`` unless the backbone's hidden states are the input embeddings, then each layer's output
+        (Mamba's leave out the embeddings and repeat the last state: read out, they would be the wrong layers)."""
+        if self.layout_checked or not self.first_layer_output:
             return
-        with _recording(backbone, decoder_layers(backbone, self.num_layers)) as result:
-            yield
-        self.modules = result.get("modules")  # None while the last layer has not run (LayerDrop): recorded again
+        first = self.first_layer_output[0]
+        if len(states) != self.num_layers + 1 or first is None or not torch.equal(states[1], first):
+            raise ValueError(
+                "the model's hidden states are not the input embeddings and then each layer's output (the readout "
+                "reads h_0 … h_L from them): this architecture cannot be read out."
+            )
+        self.layout_checked = True
 
     def __call__(self, hidden: torch.Tensor) -> torch.Tensor:
         for module in self.modules:
