@@ -23,7 +23,7 @@ from torch import nn
 from transformers.trainer_utils import get_last_checkpoint
 
 from .config import constrained_layer_mask, normalise_resilience, resolve_resilience
-from .constraint_callback import DUALS_NAME, ConstraintCallback, MetricWindow
+from .constraint_callback import DUALS_NAME, ConstraintCallback, MetricWindow, save_duals_file
 from .cost import LayerBudget
 from .duals import DualVariables
 from .model_card import PAPER, base_model_id, base_model_license, complete_card, constraint_section
@@ -258,9 +258,7 @@ class ConstrainedMixin:
         """The parent's ``save_model``, plus the dual variables beside the weights (part of the trained model's
         record: the card's table reads them, a push uploads them, and every checkpoint holds them)."""
         if self.args.should_save:  # first: the parent's save_model may push the folder to the Hub
-            folder = output_dir if output_dir is not None else self.args.output_dir
-            os.makedirs(folder, exist_ok=True)
-            torch.save(self.problem.state_dict(), os.path.join(folder, DUALS_NAME))
+            save_duals_file(self.problem, output_dir if output_dir is not None else self.args.output_dir)
         super().save_model(output_dir, *args, **kwargs)
 
     def create_model_card(self, model_name: str | None = None, dataset_name: str | None = None,

@@ -21,7 +21,7 @@ from transformers.trainer_callback import ExportableState
 
 from .problem import LayerwiseDescentProblem
 
-__all__ = ["DUALS_NAME", "ConstraintCallback", "MetricWindow", "load_duals_file"]
+__all__ = ["DUALS_NAME", "ConstraintCallback", "MetricWindow", "load_duals_file", "save_duals_file"]
 
 # the dual variables beside a saved model's weights (and, before 0.2, the only record of them in a checkpoint)
 DUALS_NAME = "dual_variables.pt"
@@ -35,6 +35,12 @@ def _jsonable(state: dict) -> dict:
 def load_duals_file(path: str) -> dict:
     """The problem state a ``dual_variables.pt`` file holds."""
     return torch.load(path, weights_only=True)
+
+
+def save_duals_file(problem: LayerwiseDescentProblem, folder: str) -> None:
+    """``folder/dual_variables.pt``: the problem's state, beside a saved model's weights."""
+    os.makedirs(folder, exist_ok=True)
+    torch.save(problem.state_dict(), os.path.join(folder, DUALS_NAME))
 
 
 class ConstraintCallback(TrainerCallback, ExportableState):
@@ -91,8 +97,7 @@ class ConstraintCallback(TrainerCallback, ExportableState):
     def on_push_begin(self, args, state, control, **kwargs):
         # a push from a checkpoint copies only the model's files to output_dir: the duals of that checkpoint join them
         if self.problem is not None and args.should_save:
-            os.makedirs(args.output_dir, exist_ok=True)
-            torch.save(self.problem.state_dict(), os.path.join(args.output_dir, DUALS_NAME))
+            save_duals_file(self.problem, args.output_dir)
         return control
 
     def on_step_end(self, args, state, control, **kwargs):

@@ -359,3 +359,12 @@ def test_one_sweep_entry_point_for_denoising(small_data):
         sweep("denoising", {"m": model}, [0.0], dataset=small_data["test"], split="test")
     limited = sweep("denoising", {"m": model}, [0.0], dataset=small_data["test"], limit=3, batch_size=10)
     assert limited.records[0]["num_examples"] == 3
+
+
+def test_monotone_share_is_the_share_of_monotone_records():
+    from hf_cut.evaluation.denoise_sweep import aggregate_denoise_records
+
+    records = [{"model": "m", "gamma": 0.0, "seed": s, "rmse": 0.1 * s, "layer_losses": [1.0, 0.5], "monotone": b}
+               for s, b in enumerate([True, False, True])]  # fmt: skip
+    (row,) = aggregate_denoise_records(records)
+    assert row["monotone_share"] == pytest.approx(2 / 3) and row["rmse_mean"] == pytest.approx(0.1)

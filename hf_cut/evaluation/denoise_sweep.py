@@ -16,14 +16,13 @@ carry no other active noise hook (a trainer's: ``trainer.noise.remove()`` first)
 from __future__ import annotations
 
 import math
-import statistics
 from collections.abc import Mapping, Sequence
 
 from torch import nn
 
-from .entry import sweep
+from .entry import aggregate_task_records, sweep
 from .report import write_sweep
-from .sweep import SweepResult, aggregate_records
+from .sweep import SweepResult
 from .tasks.denoising import DENOISING
 
 __all__ = [
@@ -77,11 +76,7 @@ def denoise_sweep(
 def aggregate_denoise_records(records: Sequence[dict]) -> list[dict]:
     """Mean and sample standard deviation over seeds (0 for one seed) per (model, γ), in first-seen order
     (:func:`~hf_cut.evaluation.sweep.aggregate_records` over the denoiser's scalars), with ``monotone_share``."""
-    rows = aggregate_records(records, SCALARS)
-    for row in rows:
-        group = [float(r["monotone"]) for r in records if (r["model"], r["gamma"]) == (row["model"], row["gamma"])]
-        row["monotone_share"] = statistics.fmean(group)
-    return rows
+    return aggregate_task_records(DENOISING, records)
 
 
 def rmse_table(records: Sequence[dict], digits: int = 4) -> str:

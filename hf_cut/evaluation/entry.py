@@ -9,9 +9,9 @@ from typing import Any
 
 from .engine import run_sweep
 from .sweep import SweepResult, aggregate_records, resolve_alpha, sweep_labels
-from .tasks import TASK_NAMES, get_task
+from .tasks import TASK_NAMES, Task, get_task
 
-__all__ = ["sweep", "SWEEP_OPTIONS"]
+__all__ = ["aggregate_task_records", "sweep", "SWEEP_OPTIONS"]
 
 # the options of every task (a task adds its own: Task.options)
 SWEEP_OPTIONS = ("dataset", "limit", "seeds", "alpha", "batch_size", "labels", "noise_mean", "progress")
@@ -65,9 +65,16 @@ def sweep(task: str, models: Sequence[str] | Mapping[str, Any], gammas: Sequence
     })  # fmt: skip
     result.records = run_sweep(spec, items, labels, paths, eval_set, gammas, seeds, alpha, batch_size,
                                noise_mean=noise_mean, progress=progress, **open_options)  # fmt: skip
-    result.aggregates = aggregate_records(result.records, spec.scalars)
-    for name in spec.shares:  # e.g. the share of monotone records per (model, γ)
-        for row in result.aggregates:
-            group = [r[name] for r in result.records if (r["model"], r["gamma"]) == (row["model"], row["gamma"])]
-            row[f"{name}_share"] = sum(map(float, group)) / len(group)
+    result.aggregates = aggregate_task_records(spec, result.records)
     return result
+
+
+def aggregate_task_records(task: Task, records: Sequence[dict]) -> list[dict]:
+    """Mean and spread over noise seeds per (model, γ) of the task's scalars, and the share of its boolean fields
+    (``{name}_share``: e.g. the denoiser's monotone records)."""
+    rows = aggregate_records(records, task.scalars)
+    for name in task.shares:
+        for row in rows:
+            group = [r[name] for r in records if (r["model"], r["gamma"]) == (row["model"], row["gamma"])]
+            row[f"{name}_share"] = sum(map(float, group)) / len(group)
+    return rows
