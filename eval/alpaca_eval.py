@@ -10,4 +10,6 @@ sys.path[:] = [p for p in sys.path if os.path.abspath(p or os.curdir) != _HERE]
 from hf_cut.cli.alpaca import main, make_parser, check_args, parse_args, run  # noqa: E402, F401  (`hf-cut alpaca-eval`)
 
 if __name__ == "__main__":
-    run()
+    from hf_cut.cli import script
+
+    script("alpaca-eval")

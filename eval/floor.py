@@ -3,4 +3,6 @@
 from hf_cut.cli.floor import main, make_parser, check_args, parse_args, run  # noqa: E402, F401  (`hf-cut floor`)
 
 if __name__ == "__main__":
-    run()
+    from hf_cut.cli import script
+
+    script("floor")

@@ -3,4 +3,6 @@
 from hf_cut.cli.merge import main, make_parser, parse_args, run  # noqa: E402, F401  (`hf-cut merge`)
 
 if __name__ == "__main__":
-    run()
+    from hf_cut.cli import script
+
+    script("merge")

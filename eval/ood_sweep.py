@@ -35,4 +35,7 @@ python eval/ood_sweep.py --model outputs/llama31-8b-alpaca-cut --dataset tatsu-l
 from hf_cut.cli.sweep import main, make_parser, parse_args  # noqa: F401  (the tests call them)
 
 if __name__ == "__main__":
-    main(parse_args(description=__doc__.strip().splitlines()[0]))
+    from hf_cut.validation import refused_as_usage
+
+    with refused_as_usage("ood_sweep.py"):
+        main(parse_args(description=__doc__.strip().splitlines()[0]))

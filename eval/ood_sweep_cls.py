@@ -33,4 +33,7 @@ from hf_cut.cli.sweep import main, preset
 make_parser, parse_args = preset("classification", __doc__.strip().splitlines()[0])
 
 if __name__ == "__main__":
-    main(parse_args())
+    from hf_cut.validation import refused_as_usage
+
+    with refused_as_usage("ood_sweep_cls.py"):
+        main(parse_args())

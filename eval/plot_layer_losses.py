@@ -3,4 +3,6 @@
 from hf_cut.cli.plot import main, make_parser, run  # noqa: E402, F401  (`hf-cut plot`)
 
 if __name__ == "__main__":
-    run()
+    from hf_cut.cli import script
+
+    script("plot")

@@ -1,17 +1,41 @@
-"""hf-cut: fine-tune Hugging Face transformers under layerwise descent constraints (arXiv 2601.17257)."""
+"""hf-cut: fine-tune Hugging Face transformers under layerwise descent constraints (arXiv 2601.17257).
 
-from .config import ConstrainedSFTConfig, ConstrainedTrainingArguments, ConstraintArguments
-from .duals import DualVariables
-from .noise import EmbeddingNoise
-from .trainer import ConstrainedSFTTrainer, ConstrainedTrainer
+The public names load on first use (PEP 562): ``import hf_cut`` and the ``hf-cut`` command's argument checks import
+neither torch nor transformers, so a refused command line answers at once.
+"""
 
-__all__ = [
-    "ConstrainedSFTConfig",
-    "ConstrainedSFTTrainer",
-    "ConstrainedTrainer",
-    "ConstrainedTrainingArguments",
-    "ConstraintArguments",
-    "DualVariables",
-    "EmbeddingNoise",
-]
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from .config import ConstrainedSFTConfig, ConstrainedTrainingArguments, ConstraintArguments
+    from .duals import DualVariables
+    from .noise import EmbeddingNoise
+    from .trainer import ConstrainedSFTTrainer, ConstrainedTrainer
+
+# public name -> the module that defines it
+_PUBLIC = {
+    "ConstrainedSFTConfig": "config",
+    "ConstrainedSFTTrainer": "trainer",
+    "ConstrainedTrainer": "trainer",
+    "ConstrainedTrainingArguments": "config",
+    "ConstraintArguments": "config",
+    "DualVariables": "duals",
+    "EmbeddingNoise": "noise",
+}
+__all__ = sorted(_PUBLIC)
 __version__ = "0.1.0"
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _PUBLIC:
+        raise AttributeError(f"module 'hf_cut' has no attribute {name!r}")
+    value = getattr(importlib.import_module(f".{_PUBLIC[name]}", __name__), name)
+    globals()[name] = value  # loaded once
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *__all__})

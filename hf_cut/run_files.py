@@ -7,8 +7,9 @@ import json
 import os
 from collections.abc import Mapping, Sequence
 
-from .model_card import method_label
 from .evaluation.plots import layer_loss_table, plot_layer_losses
+from .files import atomic_write
+from .model_card import method_label
 
 __all__ = ["finish_run", "write_run_summary"]
 
@@ -20,7 +21,7 @@ def write_run_summary(trainer, summary: dict, curves: Mapping[str, Sequence[floa
     args = trainer.args
     label = method_label(args)
     json_path = os.path.join(args.output_dir, "layer_losses.json")
-    with open(json_path, "w", encoding="utf-8") as f:
+    with atomic_write(json_path) as f:
         json.dump(summary, f, indent=2)
     png_path = plot_layer_losses(
         curves,

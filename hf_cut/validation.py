@@ -1,15 +1,19 @@
 """Checks of what a user types into a command line, run before any model is loaded or any step runs.
 
 Each check raises ``ValueError`` with a message that starts with the argument's name and says what is allowed; the
-command-line entry points (``recipes/*.py``, ``eval/*.py``) turn it into their parser's usage error.
+command-line entry points (``hf-cut``, ``recipes/*.py``, ``eval/*.py``) turn it into one line on stderr and exit status
+2 (:func:`refuse`): no usage block, no traceback. ``HF_CUT_TRACEBACK=1`` lets the exception through, for a bug report.
 """
 
 from __future__ import annotations
 
+import contextlib
 import math
 import os
 import re
-from collections.abc import Iterable, Sequence
+import sys
+from collections.abc import Iterable, Iterator, Sequence
+from typing import NoReturn
 
 __all__ = [
     "check_alpha",
@@ -18,10 +22,18 @@ __all__ = [
     "check_labels",
     "check_model_paths",
     "check_sweep_args",
+    "one_line_errors",
     "parse_checked",
     "parse_recipe_args",
+    "refuse",
+    "refused_as_usage",
 ]
 
+# what a command line turns into a one-line refusal: a check's ValueError (json's decode error is one), a path that is
+# missing or holds no model (transformers raises OSError), a YAML file that does not parse
+USER_ERRORS: tuple[type[BaseException], ...] = (ValueError, OSError)
+
+MODEL_FILES = ("config.json", "adapter_config.json")  # a saved model, a saved PEFT adapter
 _HUB_ID = re.compile(r"[A-Za-z0-9][\w.-]*(/[\w.-]+)?")
 
 
@@ -68,7 +80,12 @@ def check_model_paths(paths: Iterable[str | None], name: str = "--model", short_
     allowed = {s.lower() for s in short_names}
     offline = os.environ.get("HF_HUB_OFFLINE", "").lower() in ("1", "true", "yes", "on")
     for path in paths:
-        if path is None or os.path.isdir(path) or path.lower() in allowed:
+        if path is None or path.lower() in allowed:
+            continue
+        if os.path.isdir(path):
+            if not any(os.path.isfile(os.path.join(path, name)) for name in MODEL_FILES):
+                raise ValueError(f"{name}: {path!r} holds no model (no {' or '.join(MODEL_FILES)}); give a folder a "
+                                 "trainer saved (save_model) or a Hub model id.")  # fmt: skip
             continue
         if os.path.exists(path):
             raise ValueError(f"{name}: {path!r} is a file; give a model directory (config.json and weights) or a "
@@ -102,20 +119,50 @@ def check_sweep_args(args, short_names: Iterable[str] = ()) -> None:
         check_alpha(args.alpha)
 
 
-def parse_checked(parser, argv: Sequence[str] | None, check) -> object:
-    """``parser.parse_args(argv)``, then ``check(args)``: a ``ValueError`` from the check becomes the parser's usage
-    error (exit status 2, the message on stderr), before the caller loads anything."""
-    args = parser.parse_args(argv)
+def refuse(prog: str, message: str) -> NoReturn:
+    """Print ``PROG: error: MESSAGE`` as one line on stderr and exit with status 2 (a usage error)."""
+    print(f"{prog}: error: {' '.join(str(message).split())}", file=sys.stderr, flush=True)
+    raise SystemExit(2)
+
+
+def _user_errors() -> tuple[type[BaseException], ...]:
+    import yaml
+
+    return (*USER_ERRORS, yaml.YAMLError)
+
+
+@contextlib.contextmanager
+def refused_as_usage(prog: str) -> Iterator[None]:
+    """Inside, a refused input (:data:`USER_ERRORS`, a YAML error) ends the command as :func:`refuse` does."""
     try:
-        check(args)
-    except ValueError as err:
-        parser.error(str(err))
+        yield
+    except _user_errors() as err:
+        if os.environ.get("HF_CUT_TRACEBACK") == "1":
+            raise
+        refuse(prog, str(err) or type(err).__name__)
+
+
+def one_line_errors(parser):
+    """``parser`` (an ``argparse.ArgumentParser``, TRL's parser) with its usage errors as one line (:func:`refuse`);
+    ``--help`` still prints the full usage."""
+    parser.error = lambda message: refuse(parser.prog, message)
+    return parser
+
+
+def parse_checked(parser, argv: Sequence[str] | None, check=None) -> object:
+    """``parser.parse_args(argv)``, then ``check(args)``: a bad flag or a ``ValueError`` from the check is refused in
+    one line (exit status 2, :func:`refuse`), before the caller loads anything."""
+    args = one_line_errors(parser).parse_args(argv)
+    if check is not None:
+        with refused_as_usage(parser.prog):
+            check(args)
     return args
 
 
 def parse_recipe_args(parser, argv: Sequence[str], default_config: str, check=None) -> tuple:
-    """A recipe's ``TrlParser.parse_args_and_config``, then ``check(*dataclasses)``; a ``ValueError`` from either (a
-    config field out of range, a missing model) becomes the parser's usage error before anything is loaded.
+    """A recipe's ``TrlParser.parse_args_and_config``, then ``check(*dataclasses)``; a bad flag, a missing or malformed
+    ``--config``, or a ``ValueError`` from either (a config field out of range, a missing model) is refused in one line
+    (exit status 2, :func:`refuse`) before anything is loaded.
 
     Without ``--config`` the recipe's own YAML (``default_config``) is read and the flags given override it, as they
     override any ``--config``: ``recipe.py --output_dir X`` is the documented setup written to X, not the dataclasses'
@@ -123,10 +170,12 @@ def parse_recipe_args(parser, argv: Sequence[str], default_config: str, check=No
     argv = list(argv)
     if not any(a == "--config" or a.startswith("--config=") for a in argv):
         argv = ["--config", default_config, *argv]
-    try:
+    one_line_errors(parser)
+    config = argv[argv.index("--config") + 1] if "--config" in argv[:-1] else None
+    if config is not None and not os.path.isfile(config):
+        refuse(parser.prog, f"argument --config: no such file {config!r}; give a recipe YAML (recipes/*.yaml).")
+    with refused_as_usage(parser.prog):
         parsed = parser.parse_args_and_config(argv)
         if check is not None:
             check(*parsed)
-    except ValueError as err:
-        parser.error(str(err))
     return parsed

@@ -85,12 +85,48 @@ def test_speculative_decoding_accepts_every_draft_when_the_last_layer_is_the_ide
     assert result["acceptance_rate"] == 1.0
 
 
-def test_speculative_decoding_output_is_greedy_decoding_with_a_poor_draft(tokenizer):
+def _wrong_draft_model(tokenizer):
+    """A 3-layer Llama built by hand whose layer-1 draft is always wrong: token t embeds as the unit vector e_t and the
+    head reads e_t back as token t; layers 0 and 2 add nothing (zero output projections), so the draft (layer 0 only)
+    predicts the last token again. Layer 1's MLP adds 320·e_f(t) (gate 10·I, up I, down the map t → f(t): after the
+    norm √32·e_t, silu(10·√32)·√32 ≈ 320), so the full model predicts f(t) = the next word token in a cycle, ≠ t."""
     model = _model(tokenizer, num_layers=3, seed=1)
+    vocab, first_word = len(tokenizer), 3  # <unk> <pad> <eos>, then the words
+    following = {t: first_word + (t - first_word + 1) % (vocab - first_word) if t >= first_word else first_word
+                 for t in range(vocab)}  # fmt: skip
+    assert model.config.hidden_size >= vocab and all(following[t] != t for t in range(vocab))
+    eye = torch.eye(vocab, model.config.hidden_size)
+    with torch.no_grad():
+        model.model.embed_tokens.weight.copy_(eye)
+        model.lm_head.weight.copy_(eye)
+        for layer in model.model.layers:
+            layer.self_attn.o_proj.weight.zero_()
+            layer.mlp.down_proj.weight.zero_()
+        mlp = model.model.layers[1].mlp
+        mlp.gate_proj.weight.zero_()
+        mlp.up_proj.weight.zero_()
+        for t in range(vocab):
+            mlp.gate_proj.weight[t, t], mlp.up_proj.weight[t, t] = 10.0, 1.0
+            mlp.down_proj.weight[following[t], t] = 1.0
+    return model, following
+
+
+def test_speculative_decoding_output_is_greedy_decoding_with_a_poor_draft(tokenizer):
+    """A draft that is never right (by construction, above): every drafted token is rejected, hand-derived rate 0, and
+    the output is still the full model's greedy one, f(f(… f(last prompt token)))."""
+    model, following = _wrong_draft_model(tokenizer)
     prompts = [row["prompt"] for row in ROWS[:3]]
+    for prompt in prompts:  # the construction does what it says: the greedy continuation, by hand
+        ids = tokenizer(prompt, return_tensors="pt", add_special_tokens=False)["input_ids"]
+        expected = [following[ids[0, -1].item()]]
+        for _ in range(5):
+            expected.append(following[expected[-1]])
+        out = model.generate(ids, max_new_tokens=6, do_sample=False, pad_token_id=tokenizer.pad_token_id)
+        assert out[0, ids.shape[1] :].tolist() == expected
     result = speculative_decoding(model, tokenizer, prompts, early_exit=1, max_new_tokens=6, progress=False)
     assert result["identical_outputs"] and result["identical_prompts"] == 3
-    assert 0.0 <= result["acceptance_rate"] < 1.0  # a random layer 1 does not draft the full model's tokens
+    assert result["drafted_tokens"] > 0 and result["accepted_tokens"] == 0
+    assert result["acceptance_rate"] == 0.0
     with pytest.raises(ValueError, match="`early_exit` must be in 1 … 2"):
         speculative_decoding(model, tokenizer, prompts, early_exit=3)
 
@@ -99,6 +135,7 @@ def test_early_exit_cli_refuses_bad_arguments_before_loading(tmp_path):
     cmd = [sys.executable, "eval/early_exit.py", "--model", str(tmp_path / "missing"), "--output_dir", str(tmp_path)]
     done = subprocess.run(cmd, capture_output=True, text=True, check=False)
     assert done.returncode == 2 and "--model" in done.stderr and "does not exist" in done.stderr
+    (tmp_path / "config.json").write_text("{}")  # a folder holding a model: the next check is reached
     cmd[3:4] = [str(tmp_path)]
     done = subprocess.run(cmd + ["--early_exits", "0"], capture_output=True, text=True, check=False)
     assert done.returncode == 2 and "--early_exits: every k must be >= 1" in done.stderr

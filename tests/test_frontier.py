@@ -150,5 +150,5 @@ def test_merge_sweeps_relabels_filters_and_reaggregates(tmp_path):
                              "ERM γ=0", "--output_dir", str(tmp_path / "kept")]))  # fmt: skip
     kept = json.loads((tmp_path / "kept" / "ood_sweep.json").read_text())["records"]
     assert [(r["model"], r["path"], r["gamma"]) for r in kept] == [("ERM γ=0", "a", g) for g in (0.0, 1.0, 3.0)]
-    with pytest.raises(SystemExit):
+    with pytest.raises(ValueError, match="no record left"):  # `hf-cut merge` refuses it in one line
         cli.main(cli.parse_args([str(tmp_path / "a"), "--keep", "ERM γ=0", "--output_dir", str(tmp_path / "x")]))

@@ -13,7 +13,9 @@ from __future__ import annotations
 import importlib
 import sys
 
-__all__ = ["COMMANDS", "main"]
+from ..validation import refused_as_usage
+
+__all__ = ["COMMANDS", "main", "script"]
 
 # subcommand -> (module under hf_cut, what it does)
 COMMANDS: dict[str, tuple[str, str]] = {
@@ -43,13 +45,19 @@ def main(argv: list[str] | None = None) -> int:
         return 0 if argv else 2
     name, rest = argv[0], argv[1:]
     if name not in COMMANDS:
-        print(f"hf-cut: unknown subcommand {name!r}; one of: {', '.join(COMMANDS)}", file=sys.stderr)
+        print(f"hf-cut: error: unknown subcommand {name!r}; one of: {', '.join(COMMANDS)}", file=sys.stderr)
         return 2
     module = importlib.import_module(f"hf_cut.{COMMANDS[name][0]}")
     sys.argv = [f"hf-cut {name}", *rest]  # usage lines and errors name the subcommand
     entry = getattr(module, "run", None) or module.main
-    result = entry(rest)
+    with refused_as_usage(f"hf-cut {name}"):  # a missing file, a malformed one: one line, exit status 2
+        result = entry(rest)
     return result if isinstance(result, int) else 0
+
+
+def script(name: str) -> None:
+    """``python eval/<script>.py …``: the same as ``hf-cut NAME …``, refusals included."""
+    sys.exit(main([name, *sys.argv[1:]]))
 
 
 if __name__ == "__main__":

@@ -47,5 +47,7 @@ def make_parser() -> argparse.ArgumentParser:
 
 
 def run(argv: list[str] | None = None) -> int:
-    args = make_parser().parse_args(argv)
+    from hf_cut.validation import parse_checked
+
+    args = parse_checked(make_parser(), argv)
     return 1 if install(args.only or list(ASSETS)) else 0

@@ -33,4 +33,11 @@ def make_parser() -> argparse.ArgumentParser:
 
 def run(argv: list[str] | None = None):
     """The command line: `hf-cut compare …` (and `python eval/compare_sweeps.py …`)."""
-    return main(make_parser().parse_args(argv))
+    from hf_cut.cli.checks import check_sweep_paths
+    from hf_cut.validation import parse_checked
+
+    def check(args: argparse.Namespace) -> None:
+        check_sweep_paths(args.reference, "reference")
+        check_sweep_paths(args.against, "--against")
+
+    return main(parse_checked(make_parser(), argv, check))

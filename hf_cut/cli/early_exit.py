@@ -17,6 +17,8 @@ import argparse
 import json
 import os
 
+from hf_cut.files import atomic_write
+
 SHORT_NAMES = ("smollm2",)
 
 
@@ -72,7 +74,7 @@ def main(args: argparse.Namespace) -> dict:
             print(f"{label}: first {best} layers written to {out}")
     result["layers_kept"] = {label: mean_over_models(runs) for label, runs in per_model.items()}
     os.makedirs(args.output_dir, exist_ok=True)
-    with open(os.path.join(args.output_dir, "early_exit.json"), "w", encoding="utf-8") as f:
+    with atomic_write(os.path.join(args.output_dir, "early_exit.json")) as f:
         json.dump(result, f, indent=2)
     plot_layers_kept(result["layers_kept"], os.path.join(args.output_dir, "early_exit.png"), title=args.title)
     print(f"Written: {args.output_dir}/early_exit.json, {args.output_dir}/early_exit.png")

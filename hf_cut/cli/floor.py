@@ -13,6 +13,8 @@ python eval/floor.py --model smollm2 --num_train 480 --limit 64 --output studies
 import argparse
 import json
 
+from hf_cut.files import atomic_write
+
 
 def main(args: argparse.Namespace) -> dict:
     from hf_cut.data import load_instruction_dataset
@@ -31,7 +33,7 @@ def main(args: argparse.Namespace) -> dict:
     print(f"{floor['num_tokens']} held-out completion tokens of {len(test)} examples: majority token "
           f"{100 * floor['majority']:.1f}%, positional {100 * floor['positional']:.1f}%")  # fmt: skip
     if args.output:
-        with open(args.output, "w", encoding="utf-8") as f:
+        with atomic_write(args.output) as f:
             json.dump(floor, f, indent=2)
         print(f"Written: {args.output}")
     return floor
@@ -48,6 +50,9 @@ def make_parser() -> argparse.ArgumentParser:
 
 
 def check_args(args: argparse.Namespace) -> None:
+    from hf_cut.validation import check_model_paths
+
+    check_model_paths([args.model], short_names=("smollm2",))
     for name in ("num_train", "limit"):
         if getattr(args, name) is not None and getattr(args, name) < 1:
             raise ValueError(f"--{name} must be a positive number of examples, got {getattr(args, name)}.")

@@ -24,6 +24,8 @@ import json
 import os
 import sys
 
+from hf_cut.files import atomic_write
+
 
 def main(args: argparse.Namespace) -> None:
     from hf_cut.evaluation.frontier import (
@@ -47,7 +49,8 @@ def main(args: argparse.Namespace) -> None:
     gammas = sorted(g for g in set.intersection(*by_label.values()) if g > 0)  # the γ every label was swept at
     methods = args.methods
     if (args.mild is None or args.strong is None) and args.metric in ("rmse", "loss"):
-        raise SystemExit(f"--metric {args.metric}: give --mild and --strong (the defaults are read off an accuracy)")
+        raise ValueError(f"argument --metric {args.metric}: give --mild and --strong (the defaults are read off an "
+                         "accuracy).")
     if args.mild is None or args.strong is None:
         every_gamma = frontier_points(result, gammas, args.metric, methods)
         mild, strong = pick_gammas(every_gamma, args.baseline, gammas, floor or 0.0)
@@ -64,7 +67,7 @@ def main(args: argparse.Namespace) -> None:
     write_frontier(report, os.path.join(args.output_dir, "frontier.json"))
     plot_frontier(report, os.path.join(args.output_dir, "frontier.png"), args.metric.replace("_", " "), args.title)
     table = frontier_table(report)
-    with open(os.path.join(args.output_dir, "frontier.md"), "w", encoding="utf-8") as f:
+    with atomic_write(os.path.join(args.output_dir, "frontier.md")) as f:
         f.write(table + "\n")
     print(table)
     for key, winners in report["beyond_every_baseline"].items():
@@ -94,13 +97,13 @@ def make_parser() -> argparse.ArgumentParser:
 
 
 def parse_args(argv=None) -> argparse.Namespace:
-    parser = make_parser()
-    args = parser.parse_args(argv)
     from hf_cut.cli.checks import check_sweep_paths
+    from hf_cut.validation import parse_checked
 
-    check_sweep_paths(parser, args.sweeps)
+    parser = make_parser()
+    args = parse_checked(parser, argv, lambda a: check_sweep_paths(a.sweeps))
     if args.floor and not os.path.isfile(args.floor):
-        parser.error(f"--floor: no file {args.floor} (write it with eval/floor.py --output)")
+        parser.error(f"argument --floor: no file {args.floor!r} (write it with hf-cut floor --output)")
     for name in ("mild", "strong"):
         if getattr(args, name) is not None and getattr(args, name) <= 0:
             parser.error(f"--{name} must be a noise level γ > 0, got {getattr(args, name)}")

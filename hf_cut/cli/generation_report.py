@@ -9,6 +9,9 @@ python eval/generation_report.py studies/smollm2/results/generation --output stu
 
 import argparse
 import json
+import os
+
+from hf_cut.files import atomic_write
 
 
 def main(args: argparse.Namespace) -> dict:
@@ -17,7 +20,7 @@ def main(args: argparse.Namespace) -> dict:
     summary = summarise_generation(args.root)
     print(generation_table(summary))
     if args.output:
-        with open(args.output, "w", encoding="utf-8") as f:
+        with atomic_write(args.output) as f:
             json.dump(summary, f, indent=2)
         print(f"Written: {args.output}")
     return summary
@@ -33,4 +36,11 @@ def make_parser() -> argparse.ArgumentParser:
 
 def run(argv: list[str] | None = None):
     """The command line: `hf-cut generation-report …` (and `python eval/generation_report.py …`)."""
-    return main(make_parser().parse_args(argv))
+    from hf_cut.validation import parse_checked
+
+    def check(args: argparse.Namespace) -> None:
+        if not os.path.isdir(args.root):
+            raise ValueError(f"argument root: {args.root!r} is not a folder (of <comparison>_s<seed>/alpaca_eval.json "
+                             "run folders, as hf-cut alpaca-eval writes them).")  # fmt: skip
+
+    return main(parse_checked(make_parser(), argv, check))

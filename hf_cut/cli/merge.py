@@ -20,7 +20,8 @@ def main(args: argparse.Namespace) -> None:
     relabel = dict(item.split("=", 1) for item in args.relabel)
     result = merge_sweeps(args.sweeps, relabel, args.max_gamma, args.keep)
     if not result.records:
-        raise SystemExit(f"merge_sweeps: no record left (--keep {args.keep}, --max_gamma {args.max_gamma})")
+        raise ValueError(f"argument --keep / --max_gamma: no record left (--keep {args.keep}, --max_gamma "
+                         f"{args.max_gamma}).")
     result.config = {"merged_from": list(args.sweeps), "relabel": relabel, **({"keep": args.keep} if args.keep else {})}
     paths = write_sweep(result, args.output_dir)
     print(f"{len(result.records)} records; written: " + ", ".join(paths.values()))
@@ -38,11 +39,11 @@ def make_parser() -> argparse.ArgumentParser:
 
 
 def parse_args(argv=None) -> argparse.Namespace:
-    parser = make_parser()
-    args = parser.parse_args(argv)
     from hf_cut.cli.checks import check_sweep_paths
+    from hf_cut.validation import parse_checked
 
-    check_sweep_paths(parser, args.sweeps)
+    parser = make_parser()
+    args = parse_checked(parser, argv, lambda a: check_sweep_paths(a.sweeps))
     bad = [item for item in args.relabel if "=" not in item or not item.split("=", 1)[0]]
     if bad:
         parser.error(f"--relabel takes OLD=NEW, got {bad}")

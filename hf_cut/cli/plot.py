@@ -34,11 +34,7 @@ def main(args: argparse.Namespace) -> None:
 
 
 def _run_curves(args: argparse.Namespace) -> dict[str, list[float]]:
-    if not args.out_dirs:
-        raise SystemExit("give run directories (OUT_DIR …) or --sweep")
     labels = args.labels or [os.path.basename(os.path.normpath(d)) for d in args.out_dirs]
-    if len(labels) != len(args.out_dirs):
-        raise SystemExit(f"--labels: got {len(labels)} labels for {len(args.out_dirs)} output directories")
     curves = {}
     for label, out_dir in zip(labels, args.out_dirs):
         with open(os.path.join(out_dir, "layer_losses.json"), encoding="utf-8") as f:
@@ -51,11 +47,11 @@ def _sweep_curves(args: argparse.Namespace) -> dict[str, list[float]]:
 
     rows = {r["model"]: r for r in load_sweep(args.sweep).aggregates if r["gamma"] == args.gamma}
     if not rows:
-        raise SystemExit(f"--gamma: the sweep has no γ = {args.gamma:g}")
+        raise ValueError(f"argument --gamma: the sweep has no γ = {args.gamma:g}.")
     models = args.models or list(rows)
     missing = [m for m in models if m not in rows]
     if missing:
-        raise SystemExit(f"--models: {missing} not in the sweep (models: {list(rows)})")
+        raise ValueError(f"argument --keep: {missing} not in the sweep (models: {list(rows)}).")
     return {m: rows[m]["layer_losses_mean"] for m in models}
 
 
@@ -76,4 +72,23 @@ def make_parser() -> argparse.ArgumentParser:
 
 def run(argv: list[str] | None = None):
     """The command line: `hf-cut plot …` (and `python eval/plot_layer_losses.py …`)."""
-    return main(make_parser().parse_args(argv))
+    from hf_cut.validation import parse_checked
+
+    return main(parse_checked(make_parser(), argv, check_args))
+
+
+def check_args(args: argparse.Namespace) -> None:
+    """Run folders holding ``layer_losses.json`` (one label each), or a sweep: before anything is read."""
+    from hf_cut.cli.checks import check_sweep_paths
+
+    if args.sweep is not None:
+        check_sweep_paths([args.sweep], "--sweep")
+        return
+    if not args.out_dirs:
+        raise ValueError("argument OUT_DIR: give run folders (OUT_DIR …) or --sweep.")
+    if args.labels is not None and len(args.labels) != len(args.out_dirs):
+        raise ValueError(f"argument --labels: {len(args.labels)} labels for {len(args.out_dirs)} run folders; give "
+                         "one per OUT_DIR.")  # fmt: skip
+    for out_dir in args.out_dirs:
+        if not os.path.isfile(os.path.join(out_dir, "layer_losses.json")):
+            raise ValueError(f"argument OUT_DIR: {out_dir!r} holds no layer_losses.json (a recipe's output folder).")

@@ -14,6 +14,8 @@ import ast
 import json
 import os
 
+from hf_cut.files import atomic_write
+
 
 def read_history(path: str, logging_steps: int) -> list[dict]:
     """The training log entries (with `step`) of a layer_losses.json or a printed log."""
@@ -69,9 +71,10 @@ def main(args: argparse.Namespace) -> dict:
         fig.suptitle(args.title)
     fig.tight_layout()
     os.makedirs(os.path.dirname(os.path.abspath(args.output)), exist_ok=True)
-    fig.savefig(args.output, format="png")
+    with atomic_write(args.output, "wb") as png:
+        fig.savefig(png, format="png")
     json_path = os.path.splitext(args.output)[0] + ".json"
-    with open(json_path, "w", encoding="utf-8") as f:
+    with atomic_write(json_path) as f:
         json.dump(curves, f, indent=2)
     for label, c in curves.items():
         print(f"{label}: Σλ {' → '.join(f'{v:.2f}' for v in c['dual_sum'])}")

@@ -25,6 +25,9 @@ def main(args: argparse.Namespace) -> None:
     )  # fmt: skip
 
     result = load_sweep(args.sweep)
+    held = [m for m in ("token_accuracy", "accuracy", "rmse", "loss") if any(m in r for r in result.records)]
+    if result.records and args.metric not in held:
+        raise ValueError(f"argument --metric: the sweep holds no {args.metric}; it holds {', '.join(held)}.")
     if args.noise_seeds is not None:
         result = select_noise_seeds(result, args.noise_seeds)
     percent = args.metric in ("token_accuracy", "accuracy")
@@ -81,4 +84,7 @@ def make_parser() -> argparse.ArgumentParser:
 
 def run(argv: list[str] | None = None):
     """The command line: `hf-cut report …` (and `python eval/report.py …`)."""
-    return main(make_parser().parse_args(argv))
+    from hf_cut.cli.checks import check_sweep_paths
+    from hf_cut.validation import parse_checked
+
+    return main(parse_checked(make_parser(), argv, lambda args: check_sweep_paths([args.sweep], "sweep")))

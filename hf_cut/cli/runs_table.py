@@ -14,6 +14,8 @@ import argparse
 import json
 import os
 
+from hf_cut.files import atomic_write
+
 
 def summarise(run_dir: str) -> dict:
     """The row of one run directory."""
@@ -59,7 +61,7 @@ def main(args: argparse.Namespace) -> list[dict]:
         rows = {**earlier, **rows}
     print(table(list(rows.values()), list(rows)))
     if args.output:
-        with open(args.output, "w", encoding="utf-8") as f:
+        with atomic_write(args.output) as f:
             json.dump([{"label": label, **row} for label, row in rows.items()], f, indent=2)
         print(f"Written: {args.output}")
     return list(rows.values())

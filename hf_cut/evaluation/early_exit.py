@@ -19,6 +19,7 @@ from contextlib import contextmanager
 import torch
 from tqdm.auto import tqdm
 
+from ..files import atomic_write
 from ..readout import num_layers
 
 __all__ = ["layers_kept_quality", "save_truncated", "speculative_decoding"]
@@ -168,6 +169,6 @@ def save_truncated(model, k: int, path: str | os.PathLike, tokenizer=None, quali
             f"accuracy {100 * quality['token_accuracy'][k]:.1f}% (the full {L}-layer model: {quality['loss'][L]:.4f}, "
             f"{100 * quality['token_accuracy'][L]:.1f}%).",
         ]
-    with open(os.path.join(path, "README.md"), "w", encoding="utf-8") as f:
+    with atomic_write(os.path.join(path, "README.md")) as f:
         f.write("\n".join(lines) + "\n")
     return str(path)

@@ -21,6 +21,7 @@ import math
 import os
 from collections.abc import Sequence
 
+from ..files import atomic_write
 from .report import merge_sweeps, training_seed_summary
 from .sweep import SweepResult
 
@@ -168,7 +169,8 @@ def plot_frontier(report: dict, path: str, metric: str = "token accuracy", title
         fig.suptitle(title)
     fig.tight_layout()
     os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-    fig.savefig(path, dpi=120)
+    with atomic_write(path, "wb") as png:
+        fig.savefig(png, format="png", dpi=120)
     plt.close(fig)
     return path
 
@@ -203,6 +205,6 @@ def frontier_table(report: dict) -> str:
 
 def write_frontier(report: dict, path: str) -> str:
     os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-    with open(path, "w", encoding="utf-8") as f:
+    with atomic_write(path) as f:
         json.dump(report, f, indent=2)
     return path

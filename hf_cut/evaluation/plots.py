@@ -14,6 +14,8 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from ..files import atomic_write
+
 __all__ = ["layer_loss_table", "layer_losses_from_metrics", "plot_layer_losses", "plot_win_rates"]
 
 RATIO_HEADER = "ratio ℓ_l/ℓ_{l−1}"
@@ -111,7 +113,8 @@ def plot_layer_losses(
     fig.tight_layout()
     directory = os.path.dirname(os.path.abspath(path))
     os.makedirs(directory, exist_ok=True)
-    fig.savefig(path, format="png")
+    with atomic_write(path, "wb") as png:
+        fig.savefig(png, format="png")
     return path
 
 
@@ -137,7 +140,8 @@ def plot_win_rates(results: Sequence[Mapping[str, Any]], path: str | os.PathLike
         ax.set_title(title)
     fig.tight_layout()
     Path(path).parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(str(path), format="png")
+    with atomic_write(str(path), "wb") as png:
+        fig.savefig(png, format="png")
     return str(path)
 
 
@@ -165,5 +169,6 @@ def plot_layers_kept(results: Mapping[str, Mapping[str, Sequence[float]]], path:
         fig.suptitle(title)
     fig.tight_layout()
     Path(path).parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(str(path), format="png")
+    with atomic_write(str(path), "wb") as png:
+        fig.savefig(png, format="png")
     return str(path)

@@ -9,6 +9,7 @@ import os
 import statistics
 from collections.abc import Sequence
 
+from ..files import atomic_write
 from ..model_card import BASELINE
 from .sweep import SCALAR_METRICS, SweepResult, aggregate_records
 
@@ -42,7 +43,7 @@ def write_sweep(result: SweepResult, output_dir: str) -> dict[str, str]:
     (``metric_vs_gamma.png``, ``loss_vs_layer.png``), for a sweep of any task."""
     os.makedirs(output_dir, exist_ok=True)
     paths = {"json": os.path.join(output_dir, JSON_NAME), "csv": os.path.join(output_dir, CSV_NAME)}
-    with open(paths["json"], "w", encoding="utf-8") as f:
+    with atomic_write(paths["json"]) as f:
         json.dump({"config": result.config, "records": result.records, "aggregates": result.aggregates}, f, indent=2)
     metric = sweep_metric(result)
     first = result.records[0] if result.records else {}
@@ -50,7 +51,7 @@ def write_sweep(result: SweepResult, output_dir: str) -> dict[str, str]:
     num_layers = len(first.get("layer_losses", []))
     columns = ["model", "path", "gamma", "seed", "loss", metric, "pair_satisfaction", "example_satisfaction",
                "descent_ratio_mean", count]  # fmt: skip
-    with open(paths["csv"], "w", newline="", encoding="utf-8") as f:
+    with atomic_write(paths["csv"], newline="") as f:
         writer = csv.writer(f)
         writer.writerow(columns + [f"layer_loss_{l}" for l in range(num_layers)])
         for r in result.records:
@@ -72,8 +73,15 @@ def sweep_file(path: str) -> str:
 
 def load_sweep(path: str) -> SweepResult:
     """Read a sweep: ``ood_sweep.json``, or the directory holding it (see :func:`sweep_file`)."""
-    with open(sweep_file(path), encoding="utf-8") as f:
-        data = json.load(f)
+    file = sweep_file(path)
+    with open(file, encoding="utf-8") as f:
+        try:
+            data = json.load(f)
+        except json.JSONDecodeError as err:
+            raise ValueError(f"{file}: not a sweep file (invalid JSON: {err}).") from None
+    if not isinstance(data, dict) or not all(isinstance(data.get(k), list) for k in ("records", "aggregates")):
+        raise ValueError(f"{file}: not a sweep file (a JSON object with the lists `records` and `aggregates`, as "
+                         "hf-cut sweep writes it).")  # fmt: skip
     return SweepResult(records=data["records"], aggregates=data["aggregates"], config=data.get("config", {}))
 
 
@@ -173,7 +181,8 @@ def plot_sweep(
     fig.suptitle("Held-out quality as the input perturbation grows (mean ± std over seeds)")
     fig.tight_layout()
     paths["metric_plot"] = os.path.join(output_dir, "metric_vs_gamma.png")
-    fig.savefig(paths["metric_plot"], dpi=120)
+    with atomic_write(paths["metric_plot"], "wb") as png:
+        fig.savefig(png, format="png", dpi=120)
     plt.close(fig)
 
     gammas = sorted({r["gamma"] for r in result.aggregates})
@@ -190,7 +199,8 @@ def plot_sweep(
     axes[0][0].legend()
     fig.tight_layout()
     paths["layer_plot"] = os.path.join(output_dir, "loss_vs_layer.png")
-    fig.savefig(paths["layer_plot"], dpi=120)
+    with atomic_write(paths["layer_plot"], "wb") as png:
+        fig.savefig(png, format="png", dpi=120)
     plt.close(fig)
     return paths
 

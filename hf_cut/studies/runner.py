@@ -24,6 +24,8 @@ import subprocess
 import sys
 import time
 
+from ..files import atomic_write, locked, write_json
+from ..validation import parse_checked
 from .spec import Run, SweepSpec, load_study, planned_runs, sweep_specs
 
 __all__ = ["main", "run_reports", "run_study"]
@@ -71,12 +73,13 @@ def _collect(run: Run, spec: SweepSpec, results: str) -> None:
     path = run.model or run.output_dir
     target = os.path.join(results, spec.into)
     os.makedirs(os.path.dirname(target), exist_ok=True)
-    kept = [r for r in load_sweep(target).records if r.get("path") != path] if os.path.isfile(target) else []
     label = spec.labels.get(run.label, run.label)
-    records = kept + [{**r, "model": label, "path": path} for r in load_sweep(_sweep_dir(run, spec)).records]
-    aggregates = aggregate_records(records, metrics=(*SCALAR_METRICS, "rmse", "accuracy"))
-    with open(target, "w", encoding="utf-8") as f:
-        json.dump({"config": {"study": "see the study file"}, "records": records, "aggregates": aggregates}, f)
+    new = [{**r, "model": label, "path": path} for r in load_sweep(_sweep_dir(run, spec)).records]
+    with locked(target):  # another worker of the study may be merging its run into the same file
+        kept = [r for r in load_sweep(target).records if r.get("path") != path] if os.path.isfile(target) else []
+        records = kept + new
+        aggregates = aggregate_records(records, metrics=(*SCALAR_METRICS, "rmse", "accuracy"))
+        write_json(target, {"config": {"study": "see the study file"}, "records": records, "aggregates": aggregates})
 
 
 def _record_summary(run: Run, results: str) -> None:
@@ -85,13 +88,18 @@ def _record_summary(run: Run, results: str) -> None:
     if run.model is not None or not os.path.isfile(summary_path):
         return
     runs_path = os.path.join(results, "runs.json")
-    runs = json.load(open(runs_path, encoding="utf-8")) if os.path.isfile(runs_path) else {}
     with open(summary_path, encoding="utf-8") as f:
         summary = json.load(f)
-    runs[run.key] = {"label": run.label, "seed": run.seed, "path": run.output_dir,
-                     **{k: summary[k] for k in SUMMARY_KEYS if k in summary}}  # fmt: skip
-    with open(runs_path, "w", encoding="utf-8") as f:
-        json.dump(dict(sorted(runs.items())), f, indent=1)
+    entry = {"label": run.label, "seed": run.seed, "path": run.output_dir,
+             **{k: summary[k] for k in SUMMARY_KEYS if k in summary}}  # fmt: skip
+    os.makedirs(results, exist_ok=True)
+    with locked(runs_path):
+        runs = {}
+        if os.path.isfile(runs_path):
+            with open(runs_path, encoding="utf-8") as f:
+                runs = json.load(f)
+        runs[run.key] = entry
+        write_json(runs_path, dict(sorted(runs.items())), indent=1)
 
 
 def _claim(run: Run) -> bool:
@@ -114,21 +122,31 @@ def _call(command: list[str], log_path: str, key: str, stdout: str | None = None
     return code == 0
 
 
-def _work(study: dict, run: Run, results: str) -> bool:
-    """Train ``run`` if it needs it, sweep it where a sweep is missing, collect it; False when a step failed."""
+def _work(study: dict, run: Run, results: str) -> str | None:
+    """Train ``run`` if it needs it, sweep it where a sweep is missing, collect it; what failed, or None."""
     log = os.path.join(run.output_dir, "train.log")
-    if _needs_training(study, run) and not _call([sys.executable, study["recipe"], *run.flags], log, run.key):
-        return False
+    if _needs_training(study, run):
+        if not _call([sys.executable, study["recipe"], *run.flags], log, run.key):
+            return f"the recipe failed (log: {log})"
+        if _needs_training(study, run):  # it exited 0 but wrote no summary (or, sweeping itself, no sweep)
+            wrote = "ood_sweep.json" if not sweep_specs(study) else "layer_losses.json"
+            return f"the recipe exited 0 without writing {wrote} in {run.output_dir} (log: {log})"
     for spec in _specs(study, run):
         if spec is not RECIPE_SWEEP and not _swept(run, spec):
             command = [sys.executable, "-m", "hf_cut", "sweep", "--model", run.model or run.output_dir, "--labels",
                        spec.labels.get(run.label, run.label), *shlex.split(spec.args), "--output_dir",
                        _sweep_dir(run, spec)]  # fmt: skip
-            if not _call(command, os.path.join(run.output_dir, "sweep.log"), run.key):
-                return False
-        _collect(run, spec, results)
+            sweep_log = os.path.join(run.output_dir, "sweep.log")
+            if not _call(command, sweep_log, run.key):
+                return f"the sweep into {spec.into} failed (log: {sweep_log})"
+            if not _swept(run, spec):
+                return f"the sweep into {spec.into} exited 0 without writing {_sweep_dir(run, spec)}/ood_sweep.json"
+        try:
+            _collect(run, spec, results)
+        except (OSError, ValueError, KeyError) as err:
+            return f"its sweep could not be merged into {spec.into}: {err}"
     _record_summary(run, results)
-    return True
+    return None
 
 
 def _fill(command: str, study: dict, results: str) -> list[str]:
@@ -146,37 +164,54 @@ def _command(study: dict, entry: dict, results: str) -> list[str]:
     return [sys.executable, "-m", "hf_cut", *_fill(entry["command"], study, results)]
 
 
-def run_reports(study: dict, results: str) -> None:
+def _report(hf_cut, argv: list[str]) -> tuple[int, str]:
+    """``hf-cut ARGV`` in this process: its exit status and what it printed (a refusal's line included)."""
+    output, errors = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(output), contextlib.redirect_stderr(errors):
+        try:
+            code = hf_cut(argv)
+        except SystemExit as stop:  # a refused argument (exit status 2, one line on stderr)
+            code = stop.code if isinstance(stop.code, int) else 1
+        except Exception as err:  # noqa: BLE001  (one report's bug must not cost the others)
+            print(f"{type(err).__name__}: {err}", file=errors)
+            code = 1
+    return code or 0, output.getvalue() if not code else errors.getvalue().strip()
+
+
+def run_reports(study: dict, results: str) -> list[str]:
     """Every ``reports`` command in order, in this process, inside the results folder (paths in their command lines
     are relative to it, so what they write does not depend on where the folder is); a ``stdout`` file is written by
-    its first command and appended to by the next ones naming it."""
+    its first command and appended to by the next ones naming it, atomically once all have run. A report that fails
+    is logged and the others still run; returns the failed ones."""
     from ..cli import main as hf_cut
 
-    written: set[str] = set()
+    failed: list[str] = []
+    texts: dict[str, str] = {}  # stdout file -> its text, in the order the reports wrote it
     here, absolute = os.getcwd(), os.path.abspath(results)
     os.makedirs(results, exist_ok=True)
     os.chdir(results)
     try:
         for entry in study.get("reports") or []:
+            name = f"report {entry.get('script') or entry['command']!r}"
             if entry.get("script"):  # run from where the study was started: its script path is relative to there
                 if subprocess.call(_command(study, entry, absolute), cwd=here) != 0:
-                    raise RuntimeError(f"study script {entry['script']} failed")
+                    _log(f"{name} FAILED")
+                    failed.append(name)
                 continue
-            argv = _fill(entry["command"], study, ".")
-            output = io.StringIO()
-            with contextlib.redirect_stdout(output):
-                code = hf_cut(argv)
+            code, text = _report(hf_cut, _fill(entry["command"], study, "."))
             if code:
-                raise RuntimeError(f"report `hf-cut {entry['command']}` exited with {code}")
-            if entry.get("stdout"):
+                _log(f"{name} FAILED ({code}): {text}")
+                failed.append(name)
+            elif entry.get("stdout"):
                 path = entry["stdout"]
-                with open(path, "a" if path in written else "w", encoding="utf-8") as f:
-                    heading = f"{entry['heading']}\n\n" if entry.get("heading") else ""
-                    f.write(("\n" if path in written else "") + heading)
-                    f.write(output.getvalue())
-                written.add(path)
+                heading = f"{entry['heading']}\n\n" if entry.get("heading") else ""
+                texts[path] = texts[path] + "\n" + heading + text if path in texts else heading + text
+        for path, text in texts.items():
+            with atomic_write(path) as f:
+                f.write(text)
     finally:
         os.chdir(here)
+    return failed
 
 
 def run_study(path: str, dry_run: bool = False, collect_only: bool = False, reports_only: bool = False,
@@ -184,7 +219,7 @@ def run_study(path: str, dry_run: bool = False, collect_only: bool = False, repo
     """Train and sweep the study's missing runs one after another, collecting each, then take the missing
     measurements and write the reports; returns the keys of the runs (or measurements) that failed. ``results``
     overrides the study's results folder."""
-    failed: list[str] = []
+    failed: dict[str, str] = {}  # what failed -> why
     while not (dry_run or collect_only or reports_only):
         study = load_study(path)
         results_dir = results or study["results"]
@@ -193,10 +228,14 @@ def run_study(path: str, dry_run: bool = False, collect_only: bool = False, repo
         if run is None:  # done, or every pending run is another worker's
             break
         try:
-            if not _work(study, run, results_dir):
-                failed.append(run.key)
+            error = _work(study, run, results_dir)
+        except Exception as err:  # noqa: BLE001  (a results file that cannot be read: this run fails, others go on)
+            error = f"{type(err).__name__}: {err}"
         finally:
             os.rmdir(os.path.join(run.output_dir, ".claim"))
+        if error:
+            _log(f"{run.key} FAILED: {error}")
+            failed[run.key] = error
     study = load_study(path)
     results_dir = results or study["results"]
     if dry_run:
@@ -204,7 +243,7 @@ def run_study(path: str, dry_run: bool = False, collect_only: bool = False, repo
             if _pending(study, run):
                 print(f"{run.key}: " + (f"{study['recipe']} {' '.join(run.flags)}" if _needs_training(study, run)
                                         else "sweep only"))  # fmt: skip
-        return failed
+        return []
     if collect_only:
         for run in planned_runs(study):
             swept = [spec for spec in _specs(study, run) if _swept(run, spec)]
@@ -216,13 +255,46 @@ def run_study(path: str, dry_run: bool = False, collect_only: bool = False, repo
         for entry in study.get("measure") or []:
             done = os.path.join(results_dir, entry.get("done") or entry["stdout"])
             if not os.path.exists(done):
-                command = _command(study, entry, results_dir)
-                stdout = os.path.join(results_dir, entry["stdout"]) if entry.get("stdout") else None
-                os.makedirs(study["output_dir"], exist_ok=True)
-                if not _call(command, os.path.join(study["output_dir"], "measure.log"), done, stdout):
-                    failed.append(done)
-    run_reports(study, results_dir)
-    return failed
+                error = _measure(study, entry, results_dir, done)
+                if error:
+                    _log(f"{done} FAILED: {error}")
+                    failed[done] = error
+    for name in run_reports(study, results_dir):
+        failed[name] = "see its line above"
+    if failed:
+        _log(f"{len(failed)} failed; the rest is done:\n" + "\n".join(f"  {k}: {v}" for k, v in failed.items()))
+    return list(failed)
+
+
+def _measure(study: dict, entry: dict, results: str, done: str) -> str | None:
+    """Take one ``measure`` entry; what failed, or None. Its ``stdout`` file appears only when it succeeded (kept in
+    a temporary file until then), so a measurement that failed is taken again next time."""
+    command = _command(study, entry, results)
+    os.makedirs(study["output_dir"], exist_ok=True)
+    log = os.path.join(study["output_dir"], "measure.log")
+    stdout = os.path.join(results, entry["stdout"]) if entry.get("stdout") else None
+    partial = f"{stdout}.partial" if stdout else None
+    if partial:
+        os.makedirs(os.path.dirname(os.path.abspath(partial)), exist_ok=True)
+    if not _call(command, log, done, partial):
+        if partial:
+            with contextlib.suppress(FileNotFoundError):
+                os.remove(partial)
+        return f"exited non-zero (log: {log})"
+    if partial:
+        os.replace(partial, stdout)
+    if not os.path.exists(done):
+        return f"exited 0 without writing {done} (log: {log})"
+    return None
+
+
+def _check_args(args: argparse.Namespace) -> None:
+    """The study file exists and is valid (every field checked, :func:`load_study`) before anything runs."""
+    if not os.path.isfile(args.study):
+        raise ValueError(f"argument study: no such file {args.study!r}; give a study file (studies/*/study.yaml).")
+    load_study(args.study)
+    if args.results is not None and os.path.isfile(args.results):
+        raise ValueError(f"argument --results: {args.results!r} is a file; give a folder.")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -234,7 +306,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--reports_only", action="store_true",
                         help="write the reports from the results files alone (every table and figure again)")
     parser.add_argument("--results", default=None, help="a results folder other than the study's")
-    args = parser.parse_args(argv)
+    args = parse_checked(parser, argv, _check_args)
     failed = run_study(args.study, dry_run=args.dry_run, collect_only=args.collect_only,
                        reports_only=args.reports_only, results=args.results)  # fmt: skip
     if failed:

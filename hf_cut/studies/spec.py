@@ -106,6 +106,11 @@ def _as_flags(values: dict) -> list[str]:
     return flags
 
 
+def _shape(where: str, value: object, kind: type, what: str) -> None:
+    if not isinstance(value, kind):
+        raise ValueError(f"{where} must be {what}, got {type(value).__name__} {value!r}.")
+
+
 def _unknown(where: str, entry: dict, allowed: tuple[str, ...]) -> None:
     extra = sorted(set(entry) - set(allowed))
     if extra:
@@ -116,19 +121,37 @@ def load_study(path: str) -> dict:
     """The study file, checked: ``ValueError`` naming the field for an unknown field, a missing recipe, a run without
     label or seeds, a label used twice, a sweep or report without its command line, a sweep of an unknown label."""
     with open(path, encoding="utf-8") as f:
-        study = yaml.safe_load(f) or {}
+        try:
+            study = yaml.safe_load(f) or {}
+        except yaml.YAMLError as err:
+            raise ValueError(f"{path}: not valid YAML ({' '.join(str(err).split())}).") from None
+    _shape(path, study, dict, "a mapping of the fields " + ", ".join(FIELDS))
     _unknown(path, study, FIELDS)
     for name in ("recipe", "output_dir", "results", "stages"):
         if name not in study:
             raise ValueError(f"{path}: the study has no `{name}`.")
+    for name in ("recipe", "config", "output_dir", "results"):
+        _shape(f"{path}: `{name}`", study.get(name, ""), str, "a path")
+    _shape(f"{path}: `flags`", study.get("flags") or {}, dict, "a mapping of recipe flags to values")
+    for name in ("stages", "models", "sweeps", "measure", "reports"):
+        _shape(f"{path}: `{name}`", study.get(name) or [], list, "a list of mappings")
+        for i, entry in enumerate(study.get(name) or []):
+            _shape(f"{path}: {name}[{i}]", entry, dict, "a mapping")
     seen = set()
     for i, stage in enumerate(study["stages"]):
         if not stage.get("seeds") or not stage.get("runs"):
             raise ValueError(f"{path}: stage {i} needs `seeds` and `runs`.")
-        for run in stage["runs"]:
+        seeds, runs = stage["seeds"], stage["runs"]
+        if not isinstance(seeds, list) or not all(isinstance(v, int) and not isinstance(v, bool) for v in seeds):
+            raise ValueError(f"{path}: stage {i}: `seeds` must be a list of integers, got {seeds!r}.")
+        _shape(f"{path}: stage {i}: `runs`", runs, list, "a list of mappings")
+        for run in runs:
+            _shape(f"{path}: stage {i}: a run", run, dict, "a mapping with `label` and `flags`")
             _unknown(f"{path}: stage {i}", run, RUN_FIELDS)
-            if not run.get("label"):
-                raise ValueError(f"{path}: a run of stage {i} has no `label`.")
+            _shape(f"{path}: stage {i}: `flags` of {run.get('label')!r}", run.get("flags") or {}, dict,
+                   "a mapping of recipe flags to values")  # fmt: skip
+            if not run.get("label") or not isinstance(run["label"], str):
+                raise ValueError(f"{path}: a run of stage {i} has no `label` (a name, in quotes where YAML needs).")
             if run["label"] in seen:
                 raise ValueError(f"{path}: the label {run['label']!r} is used twice.")
             seen.add(run["label"])

@@ -41,6 +41,7 @@ from .local_annotator import (
     make_local_judge,
     unigram_f1,
 )
+from ...files import atomic_write
 from ..plots import plot_win_rates
 
 # the offline judges by name: each needs the reference answer of every instruction
@@ -330,6 +331,6 @@ def alpaca_eval_sweep(
     summary["plot"] = plot_win_rates(
         results, out / "win_rate.png", title=f"{generator} vs {Path(reference_name).name}: AlpacaEval win rate"
     )
-    with open(out / "alpaca_eval.json", "w", encoding="utf-8") as f:
+    with atomic_write(out / "alpaca_eval.json") as f:
         json.dump(summary, f, indent=2, ensure_ascii=False)
     return summary
