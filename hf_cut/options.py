@@ -46,8 +46,8 @@ def _parse_layer_spec(spec: str) -> str | list[tuple[int, int]]:
         return text
     ranges = []
     for part in text.split(","):
-        low, _, high = part.partition("-")
-        if not low.isdigit() or (high and not high.isdigit()):
+        low, dash, high = part.partition("-")
+        if not low.isdigit() or (dash and not high.isdigit()):
             raise ValueError(
                 f"`constrained_layers` must be 'all', 'upper_half' or layers 1 … L as ranges and numbers such as "
                 f"'16-30' or '2,4,6-8', got {spec!r}."
