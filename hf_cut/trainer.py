@@ -206,7 +206,8 @@ class ConstrainedTrainer(ConstrainedMixin, Trainer):
             raise ValueError("ConstrainedTrainer needs `labels` in every batch: the layer losses are supervised.")
         request = ClassifierReadoutRequest(grad_layers=self._grad_layers())
         if self._loss_is_parents():
-            result = super().compute_loss(model, inputs, return_outputs, num_items_in_batch)
+            # a copy: `Trainer.compute_loss` pops "labels" from the dict it gets (smoothing, `compute_loss_func`)
+            result = super().compute_loss(model, dict(inputs), return_outputs, num_items_in_batch)
             with torch.no_grad():
                 outputs = model(**inputs, layer_readout=request)
             self._record_layer_metrics(mode, outputs.layer_losses, outputs.num_examples)
