@@ -86,7 +86,8 @@ def test_two_workers_keep_every_record(tmp_path):
     """Two `hf-cut study` processes share 20 runs whose merges into one sweep file overlap in time: every run and
     every record is in the results, each run trained exactly once."""
     runs = "".join(f"      - {{label: r{i}, flags: {{knob: {i + 20}}}}}\n" for i in range(20))
-    path = write_study(tmp_path, "stages:\n  - seeds: [0]\n    runs:\n" + runs, records=400)
+    reports = 'reports:\n  - {command: "report sweep.json --by_training_seed --metric rmse --rows models", stdout: t.md}\n'
+    path = write_study(tmp_path, "stages:\n  - seeds: [0]\n    runs:\n" + runs + reports, records=400)
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "PYTHONPATH": str(ROOT)}
     workers = [subprocess.Popen([sys.executable, "-m", "hf_cut", "study", str(path)], env=env, text=True,
                                 stdout=subprocess.PIPE, stderr=subprocess.STDOUT) for _ in range(2)]  # fmt: skip
@@ -100,6 +101,9 @@ def test_two_workers_keep_every_record(tmp_path):
     assert {(r["model"], r["rmse"]) for r in records} == {(f"r{i}", i + 20 + s / 1e4) for i in range(20)
                                                           for s in range(400)}  # fmt: skip
     assert sorted(json.loads((tmp_path / "res" / "runs.json").read_text())) == sorted(f"r{i} s0" for i in range(20))
+    # the reports are written by the worker that finished last, from every run: one row per run
+    rows = [line.split(" | ")[0].strip("| ") for line in (tmp_path / "res" / "t.md").read_text().splitlines()]
+    assert {f"r{i}" for i in range(20)} <= set(rows), rows
 
 
 WRITER = textwrap.dedent('''

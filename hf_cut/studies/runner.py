@@ -238,6 +238,12 @@ def run_study(path: str, dry_run: bool = False, collect_only: bool = False, repo
             failed[run.key] = error
     study = load_study(path)
     results_dir = results or study["results"]
+    busy = [r.key for r in planned_runs(study) if not (dry_run or collect_only or reports_only) and r.key not in failed
+            and _pending(study, r) and os.path.isdir(os.path.join(r.output_dir, ".claim"))]  # fmt: skip
+    if busy:  # the measurements and reports wait for the last worker, which sees every run
+        _log(f"{len(busy)} run(s) still in another worker's hands ({', '.join(busy)}): the worker that finishes last "
+             "takes the measurements and writes the reports")  # fmt: skip
+        return _summary(failed)
     if dry_run:
         for run in planned_runs(study):
             if _pending(study, run):
@@ -261,6 +267,10 @@ def run_study(path: str, dry_run: bool = False, collect_only: bool = False, repo
                     failed[done] = error
     for name in run_reports(study, results_dir):
         failed[name] = "see its line above"
+    return _summary(failed)
+
+
+def _summary(failed: dict[str, str]) -> list[str]:
     if failed:
         _log(f"{len(failed)} failed; the rest is done:\n" + "\n".join(f"  {k}: {v}" for k, v in failed.items()))
     return list(failed)
@@ -273,7 +283,7 @@ def _measure(study: dict, entry: dict, results: str, done: str) -> str | None:
     os.makedirs(study["output_dir"], exist_ok=True)
     log = os.path.join(study["output_dir"], "measure.log")
     stdout = os.path.join(results, entry["stdout"]) if entry.get("stdout") else None
-    partial = f"{stdout}.partial" if stdout else None
+    partial = f"{stdout}.{os.getpid()}.partial" if stdout else None
     if partial:
         os.makedirs(os.path.dirname(os.path.abspath(partial)), exist_ok=True)
     if not _call(command, log, done, partial):
