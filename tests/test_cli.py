@@ -1,4 +1,5 @@
-"""The `hf-cut` command: every subcommand reachable, its parser the one its `eval/` script uses."""
+"""The `hf-cut` command: every subcommand reachable, and `hf-cut NAME` and `python eval/SCRIPT.py` parse a command line
+alike (the values checked against hand-written ones)."""
 
 from __future__ import annotations
 
@@ -9,12 +10,8 @@ from pathlib import Path
 import pytest
 
 from hf_cut.cli import COMMANDS, main
-from tests.conftest import load_script
 
 ROOT = Path(__file__).resolve().parents[1]
-SCRIPTS = {"sweep": "ood_sweep", "frontier": "frontier", "report": "report", "floor": "floor", "merge": "merge_sweeps",
-           "compare": "compare_sweeps", "plot": "plot_layer_losses", "plot-duals": "plot_duals", "runs": "runs_table",
-           "early-exit": "early_exit", "alpaca-eval": "alpaca_eval", "generation-report": "generation_report"}  # fmt: skip
 
 
 def test_every_subcommand_has_help(capsys):
@@ -25,15 +22,112 @@ def test_every_subcommand_has_help(capsys):
         assert f"hf-cut {name}" in capsys.readouterr().out, name
 
 
-@pytest.mark.parametrize("name", sorted(SCRIPTS))
-def test_subcommand_and_eval_script_share_their_flags(name):
-    """`hf-cut NAME` and `python eval/SCRIPT.py` are one parser: the same option strings."""
-    import importlib
+CASE_SCRIPTS = ["ood_sweep", "ood_sweep_cls", "ood_sweep_denoise", "frontier", "report", "floor", "merge_sweeps",
+                "compare_sweeps", "plot_layer_losses", "plot_duals", "runs_table", "early_exit", "alpaca_eval",
+                "generation_report"]  # fmt: skip
 
+
+def _cases(tmp: Path) -> list[tuple[str, str, list[str], list[str], dict]]:
+    """(subcommand, eval script, extra argv of `hf-cut`, argv, the parsed values written out by hand). The argv sets
+    the documented flags of each command; the paths exist where the command checks them before loading anything."""
+    models = [tmp / "m1", tmp / "m2"]
+    run_dir = tmp / "run"
+    for folder in (*models, run_dir):
+        folder.mkdir(exist_ok=True)
+    for model in models:  # what a saved model folder holds, as far as the checks before loading look
+        (model / "config.json").write_text("{}")
+    (run_dir / "layer_losses.json").write_text("{}")
+    sweep, floor, generations = tmp / "ood_sweep.json", tmp / "floor.json", tmp / "generation"
+    sweep.write_text("{}")
+    floor.write_text("{}")
+    generations.mkdir(exist_ok=True)
+    m1, m2, sw, rd, fl, gen = map(str, (*models, sweep, run_dir, floor, generations))
+    return [
+        ("sweep", "ood_sweep", [],
+         ["--model", m1, m2, "--labels", "a", "b", "--gammas", "0", "1.5", "--seeds", "3", "4", "--noise_mean", "0.25",
+          "--alpha", "0.2", "--limit", "8", "--baseline", "a", "--output_dir", "o"],
+         {"task": "causal_lm", "model": [m1, m2], "labels": ["a", "b"], "gammas": [0.0, 1.5], "seeds": [3, 4],
+          "noise_mean": 0.25, "alpha": 0.2, "limit": 8, "baseline": "a", "batch_size": 64, "output_dir": "o"}),
+        # the per-task scripts preset --task (and its defaults: batch 64 / 256, noise seeds [0] / [0, 1, 2])
+        ("sweep", "ood_sweep_cls", ["--task", "classification"],
+         ["--model", m1, "--split", "validation_matched", "--max_length", "32", "--output_dir", "o"],
+         {"task": "classification", "model": [m1], "split": "validation_matched", "max_length": 32, "seeds": [0],
+          "batch_size": 64, "gammas": [0.0, 0.5, 1.0, 1.5, 2.0]}),
+        ("sweep", "ood_sweep_denoise", ["--task", "denoising"],
+         ["--model", m1, "--dataset_name", "shapes", "--frame_size", "16", "--output_dir", "o"],
+         {"task": "denoising", "model": [m1], "dataset_name": "shapes", "frame_size": 16, "seeds": [0, 1, 2],
+          "batch_size": 256}),
+        ("frontier", "frontier", [],
+         [sw, "--output_dir", "o", "--mild", "0.5", "--strong", "1.5", "--metric", "accuracy", "--methods", "ERM",
+          "constrained", "--floor", fl],
+         {"sweeps": [sw], "output_dir": "o", "mild": 0.5, "strong": 1.5, "metric": "accuracy",
+          "methods": ["ERM", "constrained"], "baseline": "ERM", "candidate": "constrained", "floor": fl}),
+        ("report", "report", [],
+         [sw, "--by_training_seed", "--rows", "models", "--noise_seeds", "1", "--differences", "A vs B",
+          "--figures", "figs"],
+         {"sweep": sw, "by_training_seed": True, "rows": "models", "noise_seeds": [1], "differences": [("A", "B")],
+          "figures": "figs", "metric": "token_accuracy", "baseline": None}),
+        ("floor", "floor", [], ["--model", "smollm2", "--num_train", "480", "--limit", "64", "--output", "f.json"],
+         {"model": "smollm2", "num_train": 480, "limit": 64, "output": "f.json", "dataset": None}),
+        ("merge", "merge_sweeps", [],
+         [sw, sw, "--output_dir", "o", "--relabel", "ERM=ERM γ=0", "--max_gamma", "1", "--keep", "ERM γ=0"],
+         {"sweeps": [sw, sw], "output_dir": "o", "relabel": ["ERM=ERM γ=0"], "max_gamma": 1.0, "keep": ["ERM γ=0"]}),
+        ("compare", "compare_sweeps", [], [sw, "--against", sw, "--metric", "loss"],
+         {"reference": [sw], "against": [sw], "metric": "loss"}),
+        ("plot", "plot_layer_losses", [],
+         ["--sweep", sw, "--gamma", "1", "--models", "ERM", "--log", "--output", "x.png"],
+         {"out_dirs": [], "sweep": sw, "gamma": 1.0, "models": ["ERM"], "log": True, "output": "x.png",
+          "title": "Held-out loss per layer"}),
+        ("plot-duals", "plot_duals", [], [sw, "--labels", "a", "--logging_steps", "2", "--output", "d.png"],
+         {"logs": [sw], "labels": ["a"], "logging_steps": 2, "output": "d.png", "title": None}),
+        ("runs", "runs_table", [], [rd, "--labels", "a", "--output", "r.json", "--merge", "old.json"],
+         {"run_dirs": [rd], "labels": ["a"], "output": "r.json", "merge": "old.json"}),
+        ("early-exit", "early_exit", [],
+         ["--model", m1, m2, "--labels", "a", "b", "--limit", "4", "--speculative", "--early_exits", "1", "2",
+          "--output_dir", "o"],
+         {"model": [m1, m2], "labels": ["a", "b"], "limit": 4, "speculative": True, "early_exits": [1, 2],
+          "batch_size": 16, "max_new_tokens": 32, "output_dir": "o"}),
+        ("alpaca-eval", "alpaca_eval", [],
+         ["--model", m1, "--reference", m2, "--gammas", "0", "1", "--limit", "5", "--annotators_config", "local",
+          "--instructions", "builtin", "--seed", "4", "--output_dir", "o"],
+         {"model": m1, "reference": m2, "gammas": [0.0, 1.0], "limit": 5, "annotators_config": "local",
+          "instructions": "builtin", "seed": 4, "prompt_format": "chat", "max_new_tokens": 256, "output_dir": "o"}),
+        ("generation-report", "generation_report", [], [gen, "--output", "g.json"], {"root": gen, "output": "g.json"}),
+    ]  # fmt: skip
+
+
+@pytest.mark.parametrize("index", range(len(CASE_SCRIPTS)), ids=CASE_SCRIPTS)
+def test_subcommand_and_eval_script_parse_the_documented_flags_alike(index, tmp_path, monkeypatch):
+    """`hf-cut NAME ARGV` and `python eval/SCRIPT.py ARGV`, each through its own entry point (the dispatcher; the
+    script run as `__main__`), hand the command's `main` the values written out by hand here."""
+    import importlib
+    import runpy
+
+    name, script, hf_extra, argv, expected = _cases(tmp_path)[index]
+    assert script == CASE_SCRIPTS[index]
     module = importlib.import_module(f"hf_cut.{COMMANDS[name][0]}")
-    script = load_script(ROOT / "eval" / f"{SCRIPTS[name]}.py", f"{SCRIPTS[name]}_script")
-    flags = lambda parser: sorted(s for a in parser._actions for s in a.option_strings)  # noqa: E731
-    assert flags(module.make_parser()) == flags(script.make_parser())
+    seen = []
+    monkeypatch.setattr(module, "main", lambda args: seen.append(args))  # the command's work: not run here
+    monkeypatch.setattr(sys, "argv", list(sys.argv))
+    monkeypatch.setattr(sys, "path", list(sys.path))
+    assert main([name, *hf_extra, *argv]) == 0
+    sys.argv = [str(ROOT / "eval" / f"{script}.py"), *argv]
+    try:
+        runpy.run_path(sys.argv[0], run_name="__main__")
+    except SystemExit as exit_:  # a script may end in sys.exit(status)
+        assert exit_.code in (0, None), f"eval/{script}.py exited with {exit_.code}"
+    assert len(seen) == 2, seen
+    for via, args in zip((f"hf-cut {name}", f"eval/{script}.py"), seen):
+        assert {key: getattr(args, key, "<missing>") for key in expected} == expected, via
+
+
+def test_every_eval_script_is_covered(tmp_path):
+    """Every eval/*.py is one of the cases above, and every subcommand but `study` and `install-assets` (no script)
+    has one."""
+    cases = _cases(tmp_path)
+    assert [script for _, script, *_ in cases] == CASE_SCRIPTS
+    assert set(CASE_SCRIPTS) == {p.stem for p in (ROOT / "eval").glob("*.py")}
+    assert {name for name, *_ in cases} == set(COMMANDS) - {"study", "install-assets"}
 
 
 def test_listing_and_unknown_subcommand(capsys):

@@ -9,6 +9,7 @@ bf16 refuses a machine without a GPU) and log nowhere.
 """
 
 import glob
+import math
 import os
 import re
 
@@ -55,9 +56,27 @@ class CPUConstrainedTrainingArguments(hf_cut.ConstrainedTrainingArguments):
 
 @pytest.fixture
 def on_cpu(monkeypatch, tmp_path):
+    """The CPU defaults, and a record of what reaches the dual variables: each micro-batch's layer losses with their
+    token count, and each dual step (the inputs only: λ is recomputed from them by hand in `_check_trained`)."""
+    from hf_cut.duals import DualVariables
+
     monkeypatch.chdir(tmp_path)
     monkeypatch.setattr(hf_cut, "ConstrainedSFTConfig", CPUConstrainedSFTConfig)
     monkeypatch.setattr(hf_cut, "ConstrainedTrainingArguments", CPUConstrainedTrainingArguments)
+    events = []
+    accumulate, step = DualVariables.accumulate, DualVariables.step
+
+    def record_accumulate(self, layer_losses, num_tokens):
+        events.append(("losses", layer_losses.detach().to("cpu", torch.float64).clone(), float(num_tokens)))
+        return accumulate(self, layer_losses, num_tokens)
+
+    def record_step(self, *args, **kwargs):
+        events.append(("step",))
+        return step(self, *args, **kwargs)
+
+    monkeypatch.setattr(DualVariables, "accumulate", record_accumulate)
+    monkeypatch.setattr(DualVariables, "step", record_step)
+    return events
 
 
 def _stand_ins(model, tokenizer) -> dict:
@@ -75,13 +94,33 @@ def _smollm2():
     return AutoModelForCausalLM.from_pretrained(path), AutoTokenizer.from_pretrained(path)
 
 
-def _check_trained(namespace: dict, num_layers: int) -> None:
+def _check_trained(namespace: dict, num_layers: int, events: list) -> None:
+    """A block that trains: λ is the projected dual ascent computed here by hand from the recorded layer losses, with
+    the block's α, η_d and β (`"auto"` = 1/L) — each dual step from the token-weighted mean of the micro-batches since
+    the last one, s_l = ℓ_l − (1 − α) ℓ_{l−1}, η = η_d · max(1, K / D) (K the layer-loss interval, D the dual update
+    interval), λ ← max(0, (λ + η s) / (1 + η / β)) — and it moved from its start."""
     trainer = namespace.get("trainer")
     if trainer is None or not hasattr(trainer, "dual_variables"):
         return
-    duals = trainer.dual_variables
-    assert duals.shape == (num_layers,) and torch.isfinite(duals).all() and (duals >= 0).all()
+    args = trainer.args
+    assert args.constrained and args.constrained_layers == "all"
     assert trainer.state.global_step > 0
+    alpha, eta = args.descent_alpha, args.dual_lr * max(1.0, args.layer_loss_interval / args.dual_update_interval)
+    beta = {"auto": 1.0 / num_layers, None: math.inf}.get(args.resilience_coef, args.resilience_coef)
+    lam = torch.full((num_layers,), float(args.dual_init), dtype=torch.float64)
+    sums, tokens, steps = torch.zeros(num_layers + 1, dtype=torch.float64), 0.0, 0
+    for event in events:
+        if event[0] == "losses":
+            if torch.isfinite(event[1]).all():
+                sums, tokens = sums + event[1] * event[2], tokens + event[2]
+        elif tokens > 0:
+            ell = sums / tokens
+            slack = ell[1:] - (1 - alpha) * ell[:-1]
+            lam = torch.clamp((lam + eta * slack) / (1 + eta / beta), min=0.0)
+            sums, tokens, steps = torch.zeros_like(sums), 0.0, steps + 1
+    assert steps > 0 and not torch.equal(lam, torch.full_like(lam, float(args.dual_init)))
+    duals = trainer.dual_variables.double()  # float32
+    assert torch.allclose(duals, lam, rtol=1e-6, atol=0), (duals, lam)
 
 
 def test_documentation_has_python_examples():
@@ -97,7 +136,7 @@ def test_python_block_runs(path, index, code, on_cpu, tokenizer):
                                     eos_token_id=tokenizer.eos_token_id), tokenizer  # fmt: skip
     namespace = _stand_ins(model, tok)
     exec(compile(code, f"{path} (python block {index})", "exec"), namespace)
-    _check_trained(namespace, model.config.num_hidden_layers)
+    _check_trained(namespace, model.config.num_hidden_layers, on_cpu)
 
 
 def test_readme_example_trains_on_smollm2(on_cpu):
@@ -106,5 +145,5 @@ def test_readme_example_trains_on_smollm2(on_cpu):
     model, tok = _smollm2()
     namespace = _stand_ins(model, tok)
     exec(compile(code, "README.md", "exec"), namespace)
-    _check_trained(namespace, 30)
+    _check_trained(namespace, 30, on_cpu)
     assert namespace["trainer"].duals.resilience_coef == pytest.approx(1 / 30)

@@ -44,6 +44,28 @@ def test_floor_of_the_smollm2_recipe_data():
     # every held-out completion ends in one end-of-turn token, the commonest token of the short answers, so the
     # majority predictor scores exactly one token per example
     assert floor["num_test"] == 64 and floor["majority"] == pytest.approx(64 / floor["num_tokens"])
-    assert floor["positional"] >= floor["majority"]
+    # the positional floor, by a naive count over the same completion tokens (those a sweep scores: checked against
+    # the texts in test_completion_tokens_are_the_completion_and_eos): per position the commonest training token,
+    # the first seen among equals, the majority token beyond the longest training completion
+    from transformers import AutoTokenizer
+
+    from hf_cut.data import load_instruction_dataset
+
+    data = load_instruction_dataset("builtin")
+    tokenizer = AutoTokenizer.from_pretrained(smollm2.packaged_smollm2_path())
+    train = completion_tokens(None, tokenizer, data["train"].select(range(480)))
+    test = completion_tokens(None, tokenizer, data["test"].select(range(64)))
+
+    def commonest(tokens):
+        counts = {}
+        for token in tokens:
+            counts[token] = counts.get(token, 0) + 1
+        return max(counts, key=lambda t: (counts[t], -tokens.index(t)))
+
+    majority = commonest([t for row in train for t in row])
+    modes = [commonest([row[p] for row in train if len(row) > p]) for p in range(max(map(len, train)))]
+    hits = sum(t == (modes[p] if p < len(modes) else majority) for row in test for p, t in enumerate(row))
+    assert floor["num_tokens"] == sum(map(len, test))
+    assert floor["positional"] == hits / floor["num_tokens"]
     with pytest.raises(SystemExit):
         cli.parse_args(["--model", "smollm2", "--limit", "0"])

@@ -153,21 +153,40 @@ def test_token_fraction_on_a_batch_without_completion_tokens():
 @pytest.mark.parametrize("arch", ARCHS + WIDER_ARCHS)
 def test_noise_hook_sits_on_the_input_embeddings(arch):
     """The hook perturbs what the first layer reads: the output of the model's input-embedding module (for Gemma 3,
-    after its √d scaling), with std γ·σ_x of those clean embeddings."""
+    after its √d scaling), in a forward of the model, with std γ·σ_x, σ_x the std of the clean embedding entries at
+    the non-padding positions of the batch."""
     from hf_cut.noise import EmbeddingNoise
 
     model = tiny_causal_lm(arch, vocab_size=VOCAB, num_layers=2)
     ids, attention, _ = _batch()
     embeddings = model.get_input_embeddings()
+    real = attention.bool()
+    # the padding positions hold a token no real position holds, its embedding 50× larger: a σ_x that took them in
+    # would be several times too large
+    unused = next(t for t in range(VOCAB) if t not in ids[real].tolist())
+    ids[~real] = unused
+    with torch.no_grad():
+        embeddings.weight[unused] *= 50
     clean = embeddings(ids).detach()
+    assert clean.std().item() > 3 * clean[real].std().item()
     noise = EmbeddingNoise(0.5).attach(model)
     assert embeddings._forward_hooks
+    seen = []
+    after = embeddings.register_forward_hook(lambda module, args, output: seen.append(output.detach()))
     torch.manual_seed(0)
-    noisy = embeddings(ids).detach()
+    with torch.no_grad():
+        model(input_ids=ids, attention_mask=attention)
+    after.remove()
     noise.remove()
     assert not embeddings._forward_hooks
-    sigma = clean[attention.bool()].std()
-    assert (noisy - clean)[attention.bool()].std().item() == pytest.approx(0.5 * sigma.item(), rel=0.15)
+    sigma = clean[real].std().item()
+    drawn = (seen[0] - clean)[real]
+    # n = 30 real positions × width 32 = 960 draws of N(0, (0.5 σ_x)²): their sample std has a relative standard
+    # error of 1/√(2(n − 1)) = 0.0228; 4 standard errors: rel 0.091 (measured: 0.026 = 1.2 standard errors, the same
+    # for every architecture: seed 0 draws the same standard normals)
+    assert drawn.numel() == 30 * model.config.hidden_size == 960
+    assert drawn.std().item() == pytest.approx(0.5 * sigma, rel=4 / (2 * (drawn.numel() - 1)) ** 0.5)
+    assert abs(drawn.mean().item()) < 4 * 0.5 * sigma / drawn.numel() ** 0.5  # μ = 0: within 4 standard errors
 
 
 def test_unsupported_architecture_is_refused_with_what_was_looked_for():

@@ -74,14 +74,18 @@ def one_process_8b(assets, tmp_path_factory) -> dict:
 
 def assert_close_to_one_process(result: dict, reference: dict) -> None:
     """The default budget scores the intermediate layers on a random share of each rank's tokens, so 2 ranks draw
-    other tokens than one process: the duals agree to the sampling noise of two dual steps (measured: |Δλ| ≤ 0.013,
-    |Δ eval loss| ≤ 0.005), not to rounding. Exact agreement with every token scored is
-    tests/test_distributed.py's."""
+    other tokens than one process: the duals agree to the sampling noise of two dual steps, not to rounding. Exact
+    agreement with every token scored is tests/test_distributed.py's.
+
+    Measured (these runs, seeded, the same on a rerun): max |Δλ| 0.0125 (DDP), 0.0062 (ZeRO-3), 0.0063 (FSDP2), with
+    λ ≈ 0.64–0.69; |Δ eval loss| 3.8e-6 (DDP), 0.0051 (ZeRO-3), 0.0011 (FSDP2). The tolerances are twice the largest:
+    0.025 and 0.01 — room for another draw of the same noise (a library that consumes the seed otherwise), not for a
+    dual step off by a few percent (≈ 0.03 on λ ≈ 0.65)."""
     assert result["global_step"] == reference["global_step"] == 2
     duals, ref = torch.tensor(result["dual_variables"]), torch.tensor(reference["dual_variables"])
     assert torch.all(ref > 0.3)  # two dual steps at η_d = 1.0 moved λ
-    assert torch.allclose(duals, ref, atol=0.05), (duals, ref)
-    assert abs(result["eval_loss"] - reference["eval_loss"]) < 0.02
+    assert torch.allclose(duals, ref, rtol=0, atol=0.025), (duals, ref)
+    assert abs(result["eval_loss"] - reference["eval_loss"]) < 0.01
 
 
 @pytest.mark.parametrize("engine", ["ddp", "zero3", "fsdp2"])
