@@ -131,13 +131,30 @@ def _user_errors() -> tuple[type[BaseException], ...]:
     return (*USER_ERRORS, yaml.YAMLError)
 
 
+_PACKAGE = os.path.dirname(os.path.abspath(__file__))
+_PATH_ERRORS = (FileNotFoundError, NotADirectoryError, IsADirectoryError, PermissionError)
+
+
+def _raised_by_hf_cut(err: BaseException) -> bool:
+    """Whether the innermost frame of ``err``'s traceback is hf-cut's code (one of its checks), not a dependency's."""
+    tb = err.__traceback__
+    while tb is not None and tb.tb_next is not None:
+        tb = tb.tb_next
+    return tb is not None and os.path.abspath(tb.tb_frame.f_code.co_filename).startswith(_PACKAGE + os.sep)
+
+
 @contextlib.contextmanager
-def refused_as_usage(prog: str) -> Iterator[None]:
-    """Inside, a refused input (:data:`USER_ERRORS`, a YAML error) ends the command as :func:`refuse` does."""
+def refused_as_usage(prog: str, parsing: bool = False) -> Iterator[None]:
+    """Inside, a refused input ends the command as :func:`refuse` does: while ``parsing``, any of
+    :data:`USER_ERRORS` or a YAML error; around a whole command, a path that is missing or unreadable, or a
+    ``ValueError`` / ``OSError`` that hf-cut's own code raised (its checks name the argument). An error raised inside
+    a dependency later on (a shape error, a full disk, a lock timeout) keeps its traceback and exit status 1."""
     try:
         yield
     except _user_errors() as err:
-        if os.environ.get("HF_CUT_TRACEBACK") == "1":
+        if os.environ.get("HF_CUT_TRACEBACK") == "1" or not (
+            parsing or isinstance(err, _PATH_ERRORS) or _raised_by_hf_cut(err)
+        ):
             raise
         refuse(prog, str(err) or type(err).__name__)
 
@@ -154,7 +171,7 @@ def parse_checked(parser, argv: Sequence[str] | None, check=None) -> object:
     one line (exit status 2, :func:`refuse`), before the caller loads anything."""
     args = one_line_errors(parser).parse_args(argv)
     if check is not None:
-        with refused_as_usage(parser.prog):
+        with refused_as_usage(parser.prog, parsing=True):
             check(args)
     return args
 
@@ -171,10 +188,12 @@ def parse_recipe_args(parser, argv: Sequence[str], default_config: str, check=No
     if not any(a == "--config" or a.startswith("--config=") for a in argv):
         argv = ["--config", default_config, *argv]
     one_line_errors(parser)
-    config = argv[argv.index("--config") + 1] if "--config" in argv[:-1] else None
+    if argv[-1:] == ["--config"]:
+        refuse(parser.prog, "argument --config: expected a path to a recipe YAML (recipes/*.yaml).")
+    config = argv[argv.index("--config") + 1] if "--config" in argv else None
     if config is not None and not os.path.isfile(config):
         refuse(parser.prog, f"argument --config: no such file {config!r}; give a recipe YAML (recipes/*.yaml).")
-    with refused_as_usage(parser.prog):
+    with refused_as_usage(parser.prog, parsing=True):
         parsed = parser.parse_args_and_config(argv)
         if check is not None:
             check(*parsed)

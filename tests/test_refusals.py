@@ -61,6 +61,9 @@ CASES: dict[str, list[tuple[list[str], str]]] = {
         (["{tmp}/stages.yaml"], "`stages` must be a list of mappings, got int 3"),
         (["{tmp}/run.yaml"], "stage 0: a run must be a mapping with `label` and `flags`, got str 'erm'"),
         (["{tmp}/seeds.yaml"], "stage 0: `seeds` must be a list of integers, got 'zero'"),
+        (["{tmp}/folder.yaml"], "stage 0: `folder` of 'a' must be a folder under output_dir ({seed} is filled in), got "
+                                "int 5"),
+        (["{tmp}/command.yaml"], "reports[0].command must be a string, got list ['report', 'x']"),
     ],
     "frontier": [(["nope", "--output_dir", "{tmp}/o"], "argument sweeps: 'nope' is neither an ood_sweep.json")],
     "report": [
@@ -97,6 +100,9 @@ STUDIES = {
     "stages.yaml": "recipe: r.py\noutput_dir: o\nresults: r\nstages: 3\n",
     "run.yaml": "recipe: r.py\noutput_dir: o\nresults: r\nstages:\n  - {seeds: [0], runs: [erm]}\n",
     "seeds.yaml": "recipe: r.py\noutput_dir: o\nresults: r\nstages:\n  - {seeds: zero, runs: [{label: a}]}\n",
+    "folder.yaml": "recipe: r.py\noutput_dir: o\nresults: r\nstages:\n  - {seeds: [0], runs: [{label: a, folder: 5}]}\n",
+    "command.yaml": "recipe: r.py\noutput_dir: o\nresults: r\nstages:\n  - {seeds: [0], runs: [{label: a}]}\n"
+                    "reports:\n  - {command: [report, x]}\n",
 }
 
 
@@ -151,11 +157,32 @@ def test_recipes_refuse_a_missing_or_malformed_config(recipe, tmp_path):
     (tmp_path / "unknown.yaml").write_text("use_cpu: true\nbf16: false\nlearnin_rate: 0.1\n")
     script = str(ROOT / "recipes" / f"{recipe}.py")
     for config, expected in [("missing.yaml", "argument --config: no such file 'missing.yaml'"),
+                             ("", "argument --config: expected a path"),
                              ("broken.yaml", "broken.yaml"), ("unknown.yaml", "learnin_rate")]:  # fmt: skip
-        result = _run([sys.executable, script, "--config", config], tmp_path)
+        result = _run([sys.executable, script, "--config", *([config] if config else [])], tmp_path)
         lines = result.stderr.strip().splitlines()
         assert result.returncode == 2 and "Traceback" not in result.stderr, result.stderr[-2000:]
         assert lines[-1].startswith(f"{recipe}.py: error: ") and expected in lines[-1], lines
+
+
+def test_a_metric_the_sweep_holds_is_accepted(tmp_path, capsys):
+    record = {"model": "m", "gamma": 0.0, "seed": 0, "loss": 1.0, "layer_losses": [1.0], "pair_satisfaction": 0.5}
+    aggregate = {"model": "m", "gamma": 0.0, "pair_satisfaction_mean": 0.5, "pair_satisfaction_std": 0.0,
+                 "num_records": 1, "layer_losses_mean": [1.0]}  # fmt: skip
+    (tmp_path / "ood_sweep.json").write_text(json.dumps({"records": [record], "aggregates": [aggregate]}))
+    assert main(["report", str(tmp_path), "--metric", "pair_satisfaction", "--by_training_seed"]) == 0
+    assert "0.500" in capsys.readouterr().out
+    line = refusal(["report", str(tmp_path), "--metric", "rmse"], capsys)
+    assert line.endswith("argument --metric: the sweep holds no rmse; it holds loss, pair_satisfaction.")
+
+
+def test_an_error_inside_a_dependency_keeps_its_traceback(tmp_path):
+    """Only refusals become one line: an error raised inside a dependency (here json, reading a table that hf-cut
+    does not check) keeps its traceback and exit status 1."""
+    (tmp_path / "runs").mkdir()
+    (tmp_path / "runs" / "layer_losses.json").write_text("{not json")
+    result = _run([sys.executable, "-m", "hf_cut", "runs", str(tmp_path / "runs")], tmp_path)
+    assert result.returncode == 1 and "Traceback" in result.stderr and "JSONDecodeError" in result.stderr
 
 
 def test_traceback_on_request(tmp_path, monkeypatch):

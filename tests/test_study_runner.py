@@ -106,6 +106,40 @@ def test_two_workers_keep_every_record(tmp_path):
     assert {f"r{i}" for i in range(20)} <= set(rows), rows
 
 
+def test_a_claim_whose_process_is_gone_is_reported(tmp_path, capsys):
+    path = write_study(tmp_path, """
+        stages:
+          - seeds: [0]
+            runs:
+              - {label: a, flags: {knob: 1}}
+              - {label: b, flags: {knob: 2}}
+    """)
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    claim = tmp_path / "out" / "b" / "s0" / ".claim"
+    claim.mkdir(parents=True)
+    (claim / "owner").write_text(f"{__import__('socket').gethostname()} {dead.stdout.strip()}\n")
+    assert main([str(path)]) == 1
+    out = capsys.readouterr().out
+    assert f"b s0: claimed by a process that is gone; remove {claim} to run it again" in out
+    assert list(json.loads((tmp_path / "res" / "runs.json").read_text())) == ["a s0"]  # the other run is done
+
+
+def test_a_failed_report_leaves_its_file_as_it_was(tmp_path):
+    (tmp_path / "res").mkdir()
+    (tmp_path / "res" / "table.md").write_text("committed table\n")
+    path = write_study(tmp_path, """
+        stages:
+          - seeds: [0]
+            runs:
+              - {label: a, flags: {knob: 1}}
+        reports:
+          - {command: "report sweep.json --by_training_seed --metric rmse", stdout: table.md, heading: "## one"}
+          - {command: "report nope.json", stdout: table.md, heading: "## two"}
+    """)
+    assert main([str(path)]) == 1
+    assert (tmp_path / "res" / "table.md").read_text() == "committed table\n"
+
+
 WRITER = textwrap.dedent('''
     import sys, time
     from hf_cut.files import atomic_write

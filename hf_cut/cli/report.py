@@ -18,6 +18,9 @@ python eval/report.py studies/smollm2_noise/results --differences "ERM γ=1 vs c
 import argparse
 import os
 
+METRICS = ("token_accuracy", "accuracy", "rmse", "loss", "pair_satisfaction", "example_satisfaction",
+           "descent_ratio_mean")  # fmt: skip
+
 
 def main(args: argparse.Namespace) -> None:
     from hf_cut.evaluation.report import (
@@ -25,7 +28,7 @@ def main(args: argparse.Namespace) -> None:
     )  # fmt: skip
 
     result = load_sweep(args.sweep)
-    held = [m for m in ("token_accuracy", "accuracy", "rmse", "loss") if any(m in r for r in result.records)]
+    held = [m for m in METRICS if any(m in r for r in result.records)]
     if result.records and args.metric not in held:
         raise ValueError(f"argument --metric: the sweep holds no {args.metric}; it holds {', '.join(held)}.")
     if args.noise_seeds is not None:
@@ -58,9 +61,8 @@ def make_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--metric",
         default="token_accuracy",
-        choices=["token_accuracy", "accuracy", "rmse", "loss", "pair_satisfaction", "example_satisfaction",
-                 "descent_ratio_mean"],
-    )  # fmt: skip
+        choices=METRICS,
+    )
     parser.add_argument(
         "--by_training_seed", action="store_true", help="mean ± std over training seeds, one column per model label"
     )

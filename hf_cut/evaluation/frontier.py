@@ -169,8 +169,8 @@ def plot_frontier(report: dict, path: str, metric: str = "token accuracy", title
         fig.suptitle(title)
     fig.tight_layout()
     os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-    with atomic_write(path, "wb") as png:
-        fig.savefig(png, format="png", dpi=120)
+    with atomic_write(path, "wb") as figure:  # the format from the extension, as matplotlib reads it from a path
+        fig.savefig(figure, format=os.path.splitext(path)[1].lstrip(".").lower() or "png", dpi=120)
     plt.close(fig)
     return path
 

@@ -5,11 +5,14 @@ holds the same seeds for every setting. A run is trained when its folder has no 
 ``ood_sweep.json`` where the recipe sweeps itself) and swept by each ``sweeps`` entry whose output is missing; the
 study file is read again after every run, so runs can be added while it goes; a run that fails is reported and the
 others go on. Several workers can share a study: each claims a run (a ``.claim`` folder in the run's folder, removed
-when the run is done) before working on it; the claims of an interrupted study stay, remove them to start it again.
-After each run its sweep records, relabelled with the run's label and its model folder as ``path`` (one training
-seed), replace that folder's records in the results file, and its summary (runtime, dual variables, held-out layer
-losses) goes into ``results/runs.json``. Then the ``measure`` commands whose output is missing, and every ``reports``
-command: with every model and measurement cached, a study run again rewrites its tables and figures unchanged.
+when the run is done, the machine and process inside) before working on it; the claims of an interrupted study stay
+(remove them to start it again), and one whose process is gone is reported as a failure. After each run its sweep
+records, relabelled with the run's label and its model folder as ``path`` (one training seed), replace that folder's
+records in the results file (under a lock, written atomically), and its summary (runtime, dual variables, held-out
+layer losses) goes into ``results/runs.json``. Then, by the worker that finishes last, the ``measure`` commands whose
+output is missing, and every ``reports`` command: with every model and measurement cached, a study run again
+rewrites its tables and figures unchanged. Whatever fails (a run, a recipe that exits 0 without its output, a sweep,
+a measurement, a report) is reported by name, the rest goes on, and the study ends with a summary and exit status 1.
 """
 
 from __future__ import annotations
@@ -20,6 +23,7 @@ import io
 import json
 import os
 import shlex
+import socket
 import subprocess
 import sys
 import time
@@ -106,11 +110,39 @@ def _claim(run: Run) -> bool:
     """Take ``run`` for this worker: its folder made, then ``.claim`` inside it created atomically; another worker of
     the same study that finds the claim goes on to the next run (start several to use several cores)."""
     os.makedirs(run.output_dir, exist_ok=True)
+    claim = os.path.join(run.output_dir, ".claim")
     try:
-        os.mkdir(os.path.join(run.output_dir, ".claim"))
-        return True
+        os.mkdir(claim)
     except FileExistsError:
         return False
+    with open(os.path.join(claim, "owner"), "w", encoding="utf-8") as f:
+        f.write(f"{socket.gethostname()} {os.getpid()}\n")
+    return True
+
+
+def _release(run: Run) -> None:
+    claim = os.path.join(run.output_dir, ".claim")
+    with contextlib.suppress(FileNotFoundError):
+        os.remove(os.path.join(claim, "owner"))
+    os.rmdir(claim)
+
+
+def _stale(run: Run) -> bool:
+    """Whether ``run``'s claim belongs to a process of this machine that is gone (killed, crashed)."""
+    try:
+        with open(os.path.join(run.output_dir, ".claim", "owner"), encoding="utf-8") as f:
+            host, pid = f.read().split()
+    except (OSError, ValueError):
+        return False  # no owner written (yet, or by an earlier release): another worker's
+    if host != socket.gethostname():
+        return False
+    try:
+        os.kill(int(pid), 0)
+    except ProcessLookupError:
+        return True
+    except PermissionError:
+        return False
+    return False
 
 
 def _call(command: list[str], log_path: str, key: str, stdout: str | None = None) -> bool:
@@ -187,6 +219,7 @@ def run_reports(study: dict, results: str) -> list[str]:
 
     failed: list[str] = []
     texts: dict[str, str] = {}  # stdout file -> its text, in the order the reports wrote it
+    broken: set[str] = set()  # stdout files one of whose reports failed: left as they were
     here, absolute = os.getcwd(), os.path.abspath(results)
     os.makedirs(results, exist_ok=True)
     os.chdir(results)
@@ -202,11 +235,15 @@ def run_reports(study: dict, results: str) -> list[str]:
             if code:
                 _log(f"{name} FAILED ({code}): {text}")
                 failed.append(name)
+                broken.update([entry["stdout"]] if entry.get("stdout") else [])
             elif entry.get("stdout"):
                 path = entry["stdout"]
                 heading = f"{entry['heading']}\n\n" if entry.get("heading") else ""
                 texts[path] = texts[path] + "\n" + heading + text if path in texts else heading + text
         for path, text in texts.items():
+            if path in broken:
+                _log(f"{path} left as it was: one of the reports that write it failed")
+                continue
             with atomic_write(path) as f:
                 f.write(text)
     finally:
@@ -232,14 +269,18 @@ def run_study(path: str, dry_run: bool = False, collect_only: bool = False, repo
         except Exception as err:  # noqa: BLE001  (a results file that cannot be read: this run fails, others go on)
             error = f"{type(err).__name__}: {err}"
         finally:
-            os.rmdir(os.path.join(run.output_dir, ".claim"))
+            _release(run)
         if error:
             _log(f"{run.key} FAILED: {error}")
             failed[run.key] = error
     study = load_study(path)
     results_dir = results or study["results"]
-    busy = [r.key for r in planned_runs(study) if not (dry_run or collect_only or reports_only) and r.key not in failed
-            and _pending(study, r) and os.path.isdir(os.path.join(r.output_dir, ".claim"))]  # fmt: skip
+    claimed = [r for r in planned_runs(study) if not (dry_run or collect_only or reports_only)
+               and os.path.isdir(os.path.join(r.output_dir, ".claim"))]  # fmt: skip
+    for run in (r for r in claimed if _stale(r)):
+        failed[run.key] = (f"claimed by a process that is gone; remove {os.path.join(run.output_dir, '.claim')} to "
+                           "run it again")  # fmt: skip
+    busy = [r.key for r in claimed if r.key not in failed]
     if busy:  # the measurements and reports wait for the last worker, which sees every run
         _log(f"{len(busy)} run(s) still in another worker's hands ({', '.join(busy)}): the worker that finishes last "
              "takes the measurements and writes the reports")  # fmt: skip

@@ -130,8 +130,9 @@ def load_study(path: str) -> dict:
     for name in ("recipe", "output_dir", "results", "stages"):
         if name not in study:
             raise ValueError(f"{path}: the study has no `{name}`.")
-    for name in ("recipe", "config", "output_dir", "results"):
-        _shape(f"{path}: `{name}`", study.get(name, ""), str, "a path")
+    for name in ("recipe", "output_dir", "results"):
+        _shape(f"{path}: `{name}`", study[name], str, "a path")
+    _shape(f"{path}: `config`", study.get("config") or "", str, "a path (or none: the recipe's own YAML)")
     _shape(f"{path}: `flags`", study.get("flags") or {}, dict, "a mapping of recipe flags to values")
     for name in ("stages", "models", "sweeps", "measure", "reports"):
         _shape(f"{path}: `{name}`", study.get(name) or [], list, "a list of mappings")
@@ -150,6 +151,8 @@ def load_study(path: str) -> dict:
             _unknown(f"{path}: stage {i}", run, RUN_FIELDS)
             _shape(f"{path}: stage {i}: `flags` of {run.get('label')!r}", run.get("flags") or {}, dict,
                    "a mapping of recipe flags to values")  # fmt: skip
+            _shape(f"{path}: stage {i}: `folder` of {run.get('label')!r}", run.get("folder", ""), str,
+                   "a folder under output_dir ({seed} is filled in)")  # fmt: skip
             if not run.get("label") or not isinstance(run["label"], str):
                 raise ValueError(f"{path}: a run of stage {i} has no `label` (a name, in quotes where YAML needs).")
             if run["label"] in seen:
@@ -161,6 +164,10 @@ def load_study(path: str) -> dict:
         seen.add(entry["label"])
     for i, entry in enumerate(study.get("sweeps") or []):
         _unknown(f"{path}: sweeps[{i}]", entry, SWEEP_FIELDS)
+        for name, kind, what in (("args", str, "the hf-cut sweep flags, one string"), ("into", str, "a file name"),
+                                 ("runs", list, "a list of labels"), ("labels", dict, "a mapping of label to label")):
+            if entry.get(name) is not None:
+                _shape(f"{path}: sweeps[{i}].{name}", entry[name], kind, what)
         if not entry.get("args"):
             raise ValueError(f"{path}: sweeps[{i}] has no `args` (the hf-cut sweep flags).")
         for label in [*(entry.get("runs") or []), *(entry.get("labels") or {})]:
@@ -169,6 +176,9 @@ def load_study(path: str) -> dict:
     for name in ("measure", "reports"):
         for i, entry in enumerate(study.get(name) or []):
             _unknown(f"{path}: {name}[{i}]", entry, STEP_FIELDS)
+            for field in STEP_FIELDS:
+                if entry.get(field) is not None:
+                    _shape(f"{path}: {name}[{i}].{field}", entry[field], str, "a string")
             if bool(entry.get("command")) == bool(entry.get("script")) or (
                 name == "measure" and not (entry.get("done") or entry.get("stdout"))
             ):
