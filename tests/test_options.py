@@ -74,3 +74,11 @@ def test_optional_numbers(given, expected):
 def test_optional_number_refused_by_name(given):
     with pytest.raises(ValueError, match=rf"^`dual_max` must be None or a number, got {given!r}\.$"):
         _optional_number(given, "dual_max")
+
+
+def test_constrained_layers_out_of_range_message():
+    message = ("`constrained_layers` ('3-2') names layers outside 1 … 4 (the model's L) or a range whose end is below "
+               "its start.")  # fmt: skip
+    with pytest.raises(ValueError) as error:
+        constrained_layer_mask("3-2", 4)
+    assert str(error.value) == message
