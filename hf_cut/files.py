@@ -14,7 +14,7 @@ import tempfile
 from collections.abc import Iterator
 from typing import IO, Any
 
-__all__ = ["atomic_write", "locked", "write_json"]
+__all__ = ["atomic_write", "locked", "save_figure", "write_json"]
 
 
 @contextlib.contextmanager
@@ -46,6 +46,16 @@ def write_json(path: str | os.PathLike, obj: Any, **dump_kwargs: Any) -> str:
     with atomic_write(path) as f:
         json.dump(obj, f, **dump_kwargs)
     return os.fspath(path)
+
+
+def save_figure(fig, path: str | os.PathLike, **savefig_kwargs: Any) -> str:
+    """``fig.savefig`` into ``path`` atomically (its folder made), in ``format`` or else the format its extension names
+    (PNG without one), as matplotlib reads it from a path; returns the path."""
+    path = os.fspath(path)
+    savefig_kwargs.setdefault("format", os.path.splitext(path)[1].lstrip(".").lower() or "png")
+    with atomic_write(path, "wb") as f:
+        fig.savefig(f, **savefig_kwargs)
+    return path
 
 
 def locked(path: str | os.PathLike, timeout: float = 600.0):

@@ -14,7 +14,7 @@ import ast
 import json
 import os
 
-from hf_cut.files import atomic_write
+from hf_cut.files import atomic_write, save_figure
 
 
 def read_history(path: str, logging_steps: int) -> list[dict]:
@@ -70,9 +70,7 @@ def main(args: argparse.Namespace) -> dict:
     if args.title:
         fig.suptitle(args.title)
     fig.tight_layout()
-    os.makedirs(os.path.dirname(os.path.abspath(args.output)), exist_ok=True)
-    with atomic_write(args.output, "wb") as png:
-        fig.savefig(png, format="png")
+    save_figure(fig, args.output, format="png")
     json_path = os.path.splitext(args.output)[0] + ".json"
     with atomic_write(json_path) as f:
         json.dump(curves, f, indent=2)

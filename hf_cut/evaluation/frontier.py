@@ -18,10 +18,9 @@ from __future__ import annotations
 
 import json
 import math
-import os
 from collections.abc import Sequence
 
-from ..files import atomic_write
+from ..files import atomic_write, save_figure
 from .report import merge_sweeps, training_seed_summary
 from .sweep import SweepResult
 
@@ -168,9 +167,7 @@ def plot_frontier(report: dict, path: str, metric: str = "token accuracy", title
     if title:
         fig.suptitle(title)
     fig.tight_layout()
-    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-    with atomic_write(path, "wb") as figure:  # the format from the extension, as matplotlib reads it from a path
-        fig.savefig(figure, format=os.path.splitext(path)[1].lstrip(".").lower() or "png", dpi=120)
+    save_figure(fig, path, dpi=120)
     plt.close(fig)
     return path
 
@@ -204,7 +201,6 @@ def frontier_table(report: dict) -> str:
 
 
 def write_frontier(report: dict, path: str) -> str:
-    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
     with atomic_write(path) as f:
         json.dump(report, f, indent=2)
     return path

@@ -11,10 +11,9 @@ import math
 import os
 import re
 from collections.abc import Mapping, Sequence
-from pathlib import Path
 from typing import Any
 
-from ..files import atomic_write
+from ..files import save_figure
 
 __all__ = ["layer_loss_table", "layer_losses_from_metrics", "plot_layer_losses", "plot_win_rates"]
 
@@ -111,11 +110,7 @@ def plot_layer_losses(
     if title:
         ax.set_title(title)
     fig.tight_layout()
-    directory = os.path.dirname(os.path.abspath(path))
-    os.makedirs(directory, exist_ok=True)
-    with atomic_write(path, "wb") as png:
-        fig.savefig(png, format="png")
-    return path
+    return save_figure(fig, path, format="png")
 
 
 def plot_win_rates(results: Sequence[Mapping[str, Any]], path: str | os.PathLike, title: str | None = None) -> str:
@@ -139,10 +134,7 @@ def plot_win_rates(results: Sequence[Mapping[str, Any]], path: str | os.PathLike
     if title:
         ax.set_title(title)
     fig.tight_layout()
-    Path(path).parent.mkdir(parents=True, exist_ok=True)
-    with atomic_write(str(path), "wb") as png:
-        fig.savefig(png, format="png")
-    return str(path)
+    return save_figure(fig, path, format="png")
 
 
 def plot_layers_kept(results: Mapping[str, Mapping[str, Sequence[float]]], path: str, title: str | None = None) -> str:
@@ -168,7 +160,4 @@ def plot_layers_kept(results: Mapping[str, Mapping[str, Sequence[float]]], path:
     if title:
         fig.suptitle(title)
     fig.tight_layout()
-    Path(path).parent.mkdir(parents=True, exist_ok=True)
-    with atomic_write(str(path), "wb") as png:
-        fig.savefig(png, format="png")
-    return str(path)
+    return save_figure(fig, path, format="png")

@@ -9,7 +9,7 @@ import os
 import statistics
 from collections.abc import Sequence
 
-from ..files import atomic_write
+from ..files import atomic_write, save_figure
 from ..model_card import BASELINE
 from .sweep import SCALAR_METRICS, SweepResult, aggregate_records
 
@@ -181,8 +181,7 @@ def plot_sweep(
     fig.suptitle("Held-out quality as the input perturbation grows (mean ± std over seeds)")
     fig.tight_layout()
     paths["metric_plot"] = os.path.join(output_dir, "metric_vs_gamma.png")
-    with atomic_write(paths["metric_plot"], "wb") as png:
-        fig.savefig(png, format="png", dpi=120)
+    save_figure(fig, paths["metric_plot"], format="png", dpi=120)
     plt.close(fig)
 
     gammas = sorted({r["gamma"] for r in result.aggregates})
@@ -199,8 +198,7 @@ def plot_sweep(
     axes[0][0].legend()
     fig.tight_layout()
     paths["layer_plot"] = os.path.join(output_dir, "loss_vs_layer.png")
-    with atomic_write(paths["layer_plot"], "wb") as png:
-        fig.savefig(png, format="png", dpi=120)
+    save_figure(fig, paths["layer_plot"], format="png", dpi=120)
     plt.close(fig)
     return paths
 
