@@ -15,6 +15,8 @@ import sys
 from collections.abc import Iterable, Iterator, Sequence
 from typing import NoReturn
 
+import yaml
+
 __all__ = [
     "check_alpha",
     "check_class_labels",
@@ -31,7 +33,7 @@ __all__ = [
 
 # what a command line turns into a one-line refusal: a check's ValueError (json's decode error is one), a path that is
 # missing or holds no model (transformers raises OSError), a YAML file that does not parse
-USER_ERRORS: tuple[type[BaseException], ...] = (ValueError, OSError)
+USER_ERRORS: tuple[type[BaseException], ...] = (ValueError, OSError, yaml.YAMLError)
 
 MODEL_FILES = ("config.json", "adapter_config.json")  # a saved model, a saved PEFT adapter
 _HUB_ID = re.compile(r"[A-Za-z0-9][\w.-]*(/[\w.-]+)?")
@@ -125,12 +127,6 @@ def refuse(prog: str, message: str) -> NoReturn:
     raise SystemExit(2)
 
 
-def _user_errors() -> tuple[type[BaseException], ...]:
-    import yaml
-
-    return (*USER_ERRORS, yaml.YAMLError)
-
-
 _PACKAGE = os.path.dirname(os.path.abspath(__file__))
 _PATH_ERRORS = (FileNotFoundError, NotADirectoryError, IsADirectoryError, PermissionError)
 
@@ -146,12 +142,12 @@ def _raised_by_hf_cut(err: BaseException) -> bool:
 @contextlib.contextmanager
 def refused_as_usage(prog: str, parsing: bool = False) -> Iterator[None]:
     """Inside, a refused input ends the command as :func:`refuse` does: while ``parsing``, any of
-    :data:`USER_ERRORS` or a YAML error; around a whole command, a path that is missing or unreadable, or a
+    :data:`USER_ERRORS`; around a whole command, a path that is missing or unreadable, or a
     ``ValueError`` / ``OSError`` that hf-cut's own code raised (its checks name the argument). An error raised inside
     a dependency later on (a shape error, a full disk, a lock timeout) keeps its traceback and exit status 1."""
     try:
         yield
-    except _user_errors() as err:
+    except USER_ERRORS as err:
         if os.environ.get("HF_CUT_TRACEBACK") == "1" or not (
             parsing or isinstance(err, _PATH_ERRORS) or _raised_by_hf_cut(err)
         ):

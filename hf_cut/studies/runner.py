@@ -137,11 +137,11 @@ def _stale(run: Run) -> bool:
     if host != socket.gethostname():
         return False
     try:
-        os.kill(int(pid), 0)
+        os.kill(int(pid), 0)  # signal 0: is it there? (PermissionError: there, another user's)
     except ProcessLookupError:
         return True
     except PermissionError:
-        return False
+        pass
     return False
 
 
@@ -257,7 +257,8 @@ def run_study(path: str, dry_run: bool = False, collect_only: bool = False, repo
     measurements and write the reports; returns the keys of the runs (or measurements) that failed. ``results``
     overrides the study's results folder."""
     failed: dict[str, str] = {}  # what failed -> why
-    while not (dry_run or collect_only or reports_only):
+    trains = not (dry_run or collect_only or reports_only)
+    while trains:
         study = load_study(path)
         results_dir = results or study["results"]
         pending = [r for r in planned_runs(study) if r.key not in failed and _pending(study, r)]
@@ -275,8 +276,7 @@ def run_study(path: str, dry_run: bool = False, collect_only: bool = False, repo
             failed[run.key] = error
     study = load_study(path)
     results_dir = results or study["results"]
-    claimed = [r for r in planned_runs(study) if not (dry_run or collect_only or reports_only)
-               and os.path.isdir(os.path.join(r.output_dir, ".claim"))]  # fmt: skip
+    claimed = [r for r in planned_runs(study) if trains and os.path.isdir(os.path.join(r.output_dir, ".claim"))]
     for run in (r for r in claimed if _stale(r)):
         failed[run.key] = (f"claimed by a process that is gone; remove {os.path.join(run.output_dir, '.claim')} to "
                            "run it again")  # fmt: skip
@@ -298,7 +298,7 @@ def run_study(path: str, dry_run: bool = False, collect_only: bool = False, repo
                 _collect(run, spec, results_dir)
             if swept:
                 _record_summary(run, results_dir)
-    if not (collect_only or reports_only):
+    if trains:
         for entry in study.get("measure") or []:
             done = os.path.join(results_dir, entry.get("done") or entry["stdout"])
             if not os.path.exists(done):
