@@ -3,12 +3,11 @@ the per-layer table on stdout; then the Hub push (``push_to_hub``) and the track
 
 from __future__ import annotations
 
-import json
 import os
 from collections.abc import Mapping, Sequence
 
 from .evaluation.plots import layer_loss_table, plot_layer_losses
-from .files import atomic_write
+from .files import write_json
 from .model_card import method_label
 
 __all__ = ["finish_run", "write_run_summary"]
@@ -21,8 +20,7 @@ def write_run_summary(trainer, summary: dict, curves: Mapping[str, Sequence[floa
     args = trainer.args
     label = method_label(args)
     json_path = os.path.join(args.output_dir, "layer_losses.json")
-    with atomic_write(json_path) as f:
-        json.dump(summary, f, indent=2)
+    write_json(json_path, summary, indent=2)
     png_path = plot_layer_losses(
         curves,
         os.path.join(args.output_dir, "layer_losses.png"),

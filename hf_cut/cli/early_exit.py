@@ -14,10 +14,9 @@ python eval/early_exit.py --model outputs/smollm2/erm_s0 outputs/smollm2/cut_s0 
 """
 
 import argparse
-import json
 import os
 
-from hf_cut.files import atomic_write
+from hf_cut.files import write_json
 
 SHORT_NAMES = ("smollm2",)
 
@@ -74,8 +73,7 @@ def main(args: argparse.Namespace) -> dict:
             print(f"{label}: first {best} layers written to {out}")
     result["layers_kept"] = {label: mean_over_models(runs) for label, runs in per_model.items()}
     os.makedirs(args.output_dir, exist_ok=True)
-    with atomic_write(os.path.join(args.output_dir, "early_exit.json")) as f:
-        json.dump(result, f, indent=2)
+    write_json(os.path.join(args.output_dir, "early_exit.json"), result, indent=2)
     plot_layers_kept(result["layers_kept"], os.path.join(args.output_dir, "early_exit.png"), title=args.title)
     print(f"Written: {args.output_dir}/early_exit.json, {args.output_dir}/early_exit.png")
     return result

@@ -11,9 +11,8 @@ python eval/floor.py --model smollm2 --num_train 480 --limit 64 --output studies
 """
 
 import argparse
-import json
 
-from hf_cut.files import atomic_write
+from hf_cut.files import write_json
 
 
 def main(args: argparse.Namespace) -> dict:
@@ -33,8 +32,7 @@ def main(args: argparse.Namespace) -> dict:
     print(f"{floor['num_tokens']} held-out completion tokens of {len(test)} examples: majority token "
           f"{100 * floor['majority']:.1f}%, positional {100 * floor['positional']:.1f}%")  # fmt: skip
     if args.output:
-        with atomic_write(args.output) as f:
-            json.dump(floor, f, indent=2)
+        write_json(args.output, floor, indent=2)
         print(f"Written: {args.output}")
     return floor
 

@@ -8,10 +8,9 @@ python eval/generation_report.py studies/smollm2/results/generation --output stu
 """
 
 import argparse
-import json
 import os
 
-from hf_cut.files import atomic_write
+from hf_cut.files import write_json
 
 
 def main(args: argparse.Namespace) -> dict:
@@ -20,8 +19,7 @@ def main(args: argparse.Namespace) -> dict:
     summary = summarise_generation(args.root)
     print(generation_table(summary))
     if args.output:
-        with atomic_write(args.output) as f:
-            json.dump(summary, f, indent=2)
+        write_json(args.output, summary, indent=2)
         print(f"Written: {args.output}")
     return summary
 

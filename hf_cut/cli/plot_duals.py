@@ -14,7 +14,7 @@ import ast
 import json
 import os
 
-from hf_cut.files import atomic_write, save_figure
+from hf_cut.files import save_figure, write_json
 
 
 def read_history(path: str, logging_steps: int) -> list[dict]:
@@ -72,8 +72,7 @@ def main(args: argparse.Namespace) -> dict:
     fig.tight_layout()
     save_figure(fig, args.output, format="png")
     json_path = os.path.splitext(args.output)[0] + ".json"
-    with atomic_write(json_path) as f:
-        json.dump(curves, f, indent=2)
+    write_json(json_path, curves, indent=2)
     for label, c in curves.items():
         print(f"{label}: Σλ {' → '.join(f'{v:.2f}' for v in c['dual_sum'])}")
     print(f"Written: {args.output}, {json_path}")

@@ -14,7 +14,7 @@ import argparse
 import json
 import os
 
-from hf_cut.files import atomic_write
+from hf_cut.files import write_json
 
 
 def summarise(run_dir: str) -> dict:
@@ -61,8 +61,7 @@ def main(args: argparse.Namespace) -> list[dict]:
         rows = {**earlier, **rows}
     print(table(list(rows.values()), list(rows)))
     if args.output:
-        with atomic_write(args.output) as f:
-            json.dump([{"label": label, **row} for label, row in rows.items()], f, indent=2)
+        write_json(args.output, [{"label": label, **row} for label, row in rows.items()], indent=2)
         print(f"Written: {args.output}")
     return list(rows.values())
 

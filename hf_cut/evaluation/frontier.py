@@ -16,11 +16,10 @@ no spread of its own: its verdict rests on the other's spread alone.
 
 from __future__ import annotations
 
-import json
 import math
 from collections.abc import Sequence
 
-from ..files import atomic_write, save_figure
+from ..files import save_figure, write_json
 from .report import merge_sweeps, training_seed_summary
 from .sweep import SweepResult
 
@@ -201,6 +200,5 @@ def frontier_table(report: dict) -> str:
 
 
 def write_frontier(report: dict, path: str) -> str:
-    with atomic_write(path) as f:
-        json.dump(report, f, indent=2)
+    write_json(path, report, indent=2)
     return path

@@ -9,7 +9,7 @@ import os
 import statistics
 from collections.abc import Sequence
 
-from ..files import atomic_write, save_figure
+from ..files import atomic_write, save_figure, write_json
 from ..model_card import BASELINE
 from .sweep import SCALAR_METRICS, SweepResult, aggregate_records
 
@@ -43,8 +43,8 @@ def write_sweep(result: SweepResult, output_dir: str) -> dict[str, str]:
     (``metric_vs_gamma.png``, ``loss_vs_layer.png``), for a sweep of any task."""
     os.makedirs(output_dir, exist_ok=True)
     paths = {"json": os.path.join(output_dir, JSON_NAME), "csv": os.path.join(output_dir, CSV_NAME)}
-    with atomic_write(paths["json"]) as f:
-        json.dump({"config": result.config, "records": result.records, "aggregates": result.aggregates}, f, indent=2)
+    write_json(paths["json"], {"config": result.config, "records": result.records, "aggregates": result.aggregates},
+               indent=2)
     metric = sweep_metric(result)
     first = result.records[0] if result.records else {}
     count = "num_tokens" if "num_tokens" in first else "num_examples"

@@ -13,7 +13,6 @@ prompts. The length-controlled win rate downloads from the Hub and is not comput
 
 from __future__ import annotations
 
-import json
 import logging
 import math
 import os
@@ -41,7 +40,7 @@ from .local_annotator import (
     make_local_judge,
     unigram_f1,
 )
-from ...files import atomic_write
+from ...files import write_json
 from ..plots import plot_win_rates
 
 # the offline judges by name: each needs the reference answer of every instruction
@@ -331,6 +330,5 @@ def alpaca_eval_sweep(
     summary["plot"] = plot_win_rates(
         results, out / "win_rate.png", title=f"{generator} vs {Path(reference_name).name}: AlpacaEval win rate"
     )
-    with atomic_write(out / "alpaca_eval.json") as f:
-        json.dump(summary, f, indent=2, ensure_ascii=False)
+    write_json(out / "alpaca_eval.json", summary, indent=2, ensure_ascii=False)
     return summary

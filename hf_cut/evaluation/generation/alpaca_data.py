@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from ...data import INPUT_HEADER, INSTRUCTION_HEADER, RESPONSE_HEADER, SECTION_SEP, builtin_instruction_dataset
-from ...files import atomic_write
+from ...files import write_json
 
 __all__ = [
     "ALPACA_EVAL_REPO",
@@ -118,6 +118,5 @@ def write_model_outputs(
     ]
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    with atomic_write(path) as f:
-        json.dump(records, f, indent=2, ensure_ascii=False)
+    write_json(path, records, indent=2, ensure_ascii=False)
     return records
