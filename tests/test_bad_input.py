@@ -139,7 +139,7 @@ def test_instruction_dataset_without_its_columns_names_the_argument(tmp_path, mo
 
 
 def test_classification_labels_must_fit(tmp_path):
-    recipe = load_script(ROOT / "recipes" / "roberta_cls.py", "roberta_cls_recipe")
+    from hf_cut.recipes import classify as recipe
     data = DatasetDict(train=Dataset.from_dict({"text": ["a", "b"], "label": [0, 1]}),
                        test=Dataset.from_dict({"text": ["c", "d"], "label": [1, 3]}))  # fmt: skip
     with pytest.raises(ValueError, match=r"--dataset_name \(test split\): labels \[3\] do not fit the model's 2 classes"):

@@ -18,6 +18,7 @@ LAYERS = [
     {"trainer"},
     {"evaluation"},
     {"run_files"},
+    {"recipes"},  # the training recipes (`hf-cut sft`, recipes/*.py): the library's top, below the commands
     {"cli", "studies"},  # the study runner is a command that runs the other commands (`hf-cut study`)
     {"__main__"},
 ]

@@ -5,7 +5,7 @@ import os
 import re
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-IGNORED = {"outputs", "trainer_output", "logs", "build", "dist", "mutants"}  # made by runs, git-ignored
+IGNORED = {"outputs", "trainer_output", "logs", "build", "dist", "mutants", "site"}  # made by runs, git-ignored
 
 
 def layout_entries() -> list[str]:

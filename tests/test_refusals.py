@@ -92,6 +92,25 @@ CASES: dict[str, list[tuple[list[str], str]]] = {
     "alpaca-eval": [(["--model", "/nope", "--output_dir", "{tmp}/o"], "--model: '/nope' does not exist")],
     "generation-report": [(["nope"], "argument root: 'nope' is not a folder")],
     "install-assets": [(["--only", "bogus"], "argument --only: invalid choice: 'bogus'")],
+    # the training commands: refused before accelerate launches anything
+    "sft": [
+        (["--bogus", "1"], "unrecognized arguments: --bogus (neither a flag of the recipe nor of accelerate launch)"),
+        (["--accelerate_config", "zero4"], "--accelerate_config: 'zero4' is neither a file nor one of the "
+         "configurations shipped with hf-cut (ddp, zero2, zero3, zero3_offload, fsdp2)"),
+        (["--accelerate_config"], "--accelerate_config: expected a configuration name"),
+        (["--descent_alpha", "0"], "`descent_alpha` must be a number in the open interval (0, 1)"),
+        (["--model_name_or_path", "{empty}"], "--model_name_or_path: '{empty}' holds no model"),
+        (["--config", "nope.yaml"], "argument --config: no such file 'nope.yaml'"),
+        (["--num_processes", "two"], "argument --num_processes/--num-processes: invalid int value: 'two'"),
+    ],
+    "classify": [
+        (["--dual_lr", "-1"], "`dual_lr` must be"),
+        (["--accelerate_config", "nope"], "--accelerate_config: 'nope' is neither a file nor one of"),
+    ],
+    "denoise": [
+        (["--noise_gamma", "-1"], "`noise_gamma` must be a finite number >= 0, got -1.0"),
+        (["--max_steps", "2", "--bogus"], "unrecognized arguments: --bogus (neither a flag of the recipe nor"),
+    ],
 }
 
 STUDIES = {

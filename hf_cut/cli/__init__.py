@@ -1,5 +1,7 @@
 """The `hf-cut` command: one subcommand per tool, each a thin parser over the library.
 
+    hf-cut sft --output_dir outputs/sft                                                      # train the default
+    hf-cut sft --accelerate_config zero3 --config my_run.yaml                                # on DeepSpeed ZeRO-3
     hf-cut sweep --model outputs/a outputs/b --gammas 0 0.5 1 --output_dir outputs/sweep    # γ sweep, any task
     hf-cut study studies/unrolled/study.yaml                                                 # train a study's runs
     hf-cut frontier outputs/sweep --output_dir outputs/frontier                              # the accuracy frontier
@@ -19,6 +21,9 @@ __all__ = ["COMMANDS", "main", "script"]
 
 # subcommand -> (module under hf_cut, what it does)
 COMMANDS: dict[str, tuple[str, str]] = {
+    "sft": ("recipes.sft", "train a causal LM (SFT) under the constraints (recipes/llama_sft.py, via accelerate)"),
+    "classify": ("recipes.classify", "train a sequence classifier or regressor (recipes/roberta_cls.py, via accelerate)"),
+    "denoise": ("recipes.denoise", "train the unrolled video denoiser (recipes/unrolled_denoise.py, via accelerate)"),
     "sweep": ("cli.sweep", "γ sweep of saved models: per-layer losses, the task metric, constraint statistics"),
     "study": ("studies.runner", "run a study file: train what is missing, sweep, merge, measure, write its reports"),
     "frontier": ("cli.frontier", "the frontier of methods: in distribution against under noise, with verdicts"),
