@@ -55,12 +55,15 @@ class ConstrainedSFTTrainer(ConstrainedMixin, SFTTrainer):
     Args:
         model: a model object or a Hub name / local path, as for ``SFTTrainer``.
         args: a [`ConstrainedSFTConfig`]; a plain ``SFTConfig`` is accepted and gets the default constraint options.
-        *trainer_args, **trainer_kwargs: everything else ``SFTTrainer`` takes (``train_dataset``, ``eval_dataset``,
+        *trainer_args (Any): ``SFTTrainer``'s positional arguments after ``args``.
+        **trainer_kwargs (Any): everything else ``SFTTrainer`` takes (``train_dataset``, ``eval_dataset``,
             ``processing_class``, ``peft_config``, ``callbacks`` …).
 
     Attributes:
-        duals: the :class:`~hf_cut.duals.DualVariables` (λ and the slack accumulated for the next dual step).
-        noise: the :class:`~hf_cut.noise.EmbeddingNoise` hook on the input embeddings (γ = ``args.noise_gamma``).
+        duals (DualVariables): the :class:`~hf_cut.duals.DualVariables` (λ and the slack accumulated for the next
+            dual step).
+        noise (EmbeddingNoise): the :class:`~hf_cut.noise.EmbeddingNoise` hook on the input embeddings
+            (γ = ``args.noise_gamma``).
     """
 
     _tag_names = ["trl", "sft", "hf-cut"]
@@ -176,7 +179,8 @@ class ConstrainedTrainer(ConstrainedMixin, Trainer):
     Args:
         model: the classifier (``*ForSequenceClassification``; a PEFT-wrapped one works too).
         args: a [`ConstrainedTrainingArguments`]; plain ``TrainingArguments`` get the default constraint options.
-        *trainer_args, **trainer_kwargs: everything else ``Trainer`` takes.
+        *trainer_args (Any): ``Trainer``'s positional arguments after ``args``.
+        **trainer_kwargs (Any): everything else ``Trainer`` takes.
     """
 
     _tag_names = ["hf-cut"]
