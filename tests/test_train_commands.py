@@ -125,3 +125,60 @@ def test_recipe_error_in_the_launched_process_is_its_own(tmp_path):
     assert result.returncode != 0
     assert "--dataset_name" in result.stderr
     assert "CalledProcessError" not in result.stderr and "launch_command" not in result.stderr
+
+
+def documented_commands() -> list[tuple[str, list[str]]]:
+    """Every `hf-cut sft|classify|denoise …` line of a fenced bash block in README.md and docs/*.md, as argv."""
+    import re
+    import shlex
+
+    found = []
+    for page in [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]:
+        for block in re.findall(r"^```bash\n(.*?)^```", page.read_text(encoding="utf-8"), re.MULTILINE | re.DOTALL):
+            for line in block.replace("\\\n", " ").splitlines():
+                argv = shlex.split(line, comments=True)
+                if argv[:1] == ["hf-cut"] and argv[1:2] and argv[1] in ("sft", "classify", "denoise"):
+                    found.append((f"{page.name}: {line.strip()}", argv[1:]))
+    return found
+
+
+DOCUMENTED = documented_commands()
+
+
+def test_the_docs_show_the_training_commands():
+    assert {argv[0] for _, argv in DOCUMENTED} == {"sft", "classify", "denoise"}
+    assert any("--accelerate_config" in argv for _, argv in DOCUMENTED)
+
+
+@pytest.mark.parametrize("where,argv", DOCUMENTED, ids=[w for w, _ in DOCUMENTED])
+def test_documented_training_command_parses(where, argv, tmp_path, monkeypatch):
+    """Each documented command, up to the launch: its arguments split between accelerate and the recipe, the recipe's
+    parsed and checked, accelerate's parsed. A YAML the page names by its own file name (a copy of a repository
+    recipe, or a run of the user's own) stands in as the repository's file or the recipe's default; `--bf16 false` is
+    added (this CPU has no bf16 training), and a Hub model the YAML names is given as a local folder."""
+    import yaml
+    from accelerate.commands.launch import launch_command_parser
+
+    from hf_cut.validation import parse_recipe_args
+
+    module = {"sft": sft, "classify": classify, "denoise": denoise}[argv[0]]
+    monkeypatch.chdir(tmp_path)
+    args = list(argv[1:])
+    for flag in ("--config", "--accelerate_config"):
+        if flag in args:
+            i = args.index(flag) + 1
+            name = args[i]
+            if flag == "--config" and not Path(name).is_file():
+                args[i] = str(ROOT / "recipes" / name) if (ROOT / "recipes" / name).is_file() else module.DEFAULT_CONFIG
+            elif flag == "--accelerate_config" and name.endswith(".yaml"):
+                Path(name).write_text((ROOT / "accelerate_configs" / "ddp.yaml").read_text())
+    args += ["--bf16", "false"]  # the GPU configurations' bf16 is refused on this CPU (as it should be)
+    config = args[args.index("--config") + 1] if "--config" in args else module.DEFAULT_CONFIG
+    if "model_name_or_path" in yaml.safe_load(Path(config).read_text()):  # a Hub model, not here: a local folder
+        (tmp_path / "model").mkdir()
+        (tmp_path / "model" / "config.json").write_text("{}")
+        args += ["--model_name_or_path", str(tmp_path / "model")]
+    launch, recipe = split_launch_args(module.make_parser(), args)
+    parse_recipe_args(module.make_parser(), recipe, module.DEFAULT_CONFIG, getattr(module, "check_args", None))
+    parsed = launch_command_parser().parse_args([*launch, "--module", module.__name__, *recipe])
+    assert parsed.module and parsed.training_script == module.__name__ and parsed.training_script_args == recipe
