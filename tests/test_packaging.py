@@ -41,6 +41,10 @@ def test_wheel_contents(wheel):
     assert f"Version: {hf_cut.__version__}" in metadata and "License-Expression: Apache-2.0" in metadata
     assert any(n.endswith(".dist-info/licenses/LICENSE") for n in names)
     assert {"hf_cut/py.typed", "hf_cut/cli/__init__.py", "hf_cut/evaluation/generation/local_annotator/configs.yaml"} <= names
+    # what `hf-cut sft|classify|denoise` read: the recipes' default YAMLs and the accelerate configurations by name
+    shipped = {f"hf_cut/recipes/{p.name}" for p in (ROOT / "hf_cut" / "recipes").glob("*.yaml")}
+    shipped |= {f"hf_cut/accelerate_configs/{p.name}" for p in (ROOT / "accelerate_configs").glob("*.yaml")}
+    assert len(shipped) == 8 and shipped <= names, shipped - names
     entry_points = zipfile.ZipFile(wheel).read(meta.replace("METADATA", "entry_points.txt")).decode()
     assert "hf-cut = hf_cut.cli:main" in entry_points
     assert not any(n.startswith(("tests/", "recipes/", "studies/", "docs/")) for n in names)

@@ -102,6 +102,13 @@ CASES: dict[str, list[tuple[list[str], str]]] = {
         (["--model_name_or_path", "{empty}"], "--model_name_or_path: '{empty}' holds no model"),
         (["--config", "nope.yaml"], "argument --config: no such file 'nope.yaml'"),
         (["--num_processes", "two"], "argument --num_processes/--num-processes: invalid int value: 'two'"),
+        # a word that is no flag's value would be taken by accelerate as the script to run
+        (["--output_dir", "o", "stray"], "unrecognized argument 'stray': not a flag or a flag's value"),
+        (["my_run.yaml"], "unrecognized argument 'my_run.yaml': not a flag or a flag's value (a YAML goes after"),
+        (["--seed"], "argument --seed: expected one argument"),
+        (["--learning", "1e-4"], "ambiguous option: --learning could match --learning_rate"),
+        (["--accelerate_config=zero3", "--config_file", "x.yaml"], "--accelerate_config and --config_file both"),
+        (["--config=nope.yaml"], "argument --config: no such file 'nope.yaml'"),
     ],
     "classify": [
         (["--dual_lr", "-1"], "`dual_lr` must be"),

@@ -55,6 +55,12 @@ def test_arguments_split_between_accelerate_and_the_recipe():
     assert launch == ["--config_file", str(ROOT / "hf_cut" / "accelerate_configs" / "zero3.yaml"),
                       "--num_processes", "2", "--mixed_precision", "no", "--main_process_port", "29511"]
     assert recipe == ["--max_steps", "2", "--config", "run.yaml", "--output_dir", "out", "--descent_alpha", "0.2"]
+    # `--flag=value` as two words, on either side
+    launch, recipe = split_launch_args(sft.make_parser(), ["--accelerate_config=zero3", "--max_steps=2",
+                                                           "--num_processes=2", "--config=run.yaml"])  # fmt: skip
+    assert launch == ["--config_file", str(ROOT / "hf_cut" / "accelerate_configs" / "zero3.yaml"),
+                      "--num_processes", "2"]  # fmt: skip
+    assert recipe == ["--max_steps", "2", "--config", "run.yaml"]
     # nothing for accelerate: every argument is the recipe's, in order
     plain = ["--output_dir", "o", "--seed", "3", "--config", "run.yaml"]
     assert split_launch_args(sft.make_parser(), plain) == ([], plain)

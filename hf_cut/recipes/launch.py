@@ -8,7 +8,7 @@ import subprocess
 from collections.abc import Callable, Sequence
 from importlib import resources
 
-from ..validation import parse_recipe_args, refuse
+from ..validation import one_line_errors, parse_recipe_args, refuse
 
 __all__ = ["ACCELERATE_CONFIGS", "accelerate_config_path", "launch", "split_launch_args"]
 
@@ -40,27 +40,41 @@ def _without(argv: list[str], drop: list[str]) -> list[str]:
     return rest
 
 
+def _split_equals(argv: Sequence[str]) -> list[str]:
+    """``--flag=value`` as ``--flag value`` (TRL's ``--config`` and the split below read separate words)."""
+    out: list[str] = []
+    for arg in argv:
+        if arg.startswith("--") and "=" in arg:
+            out += arg.split("=", 1)
+        else:
+            out.append(arg)
+    return out
+
+
 def split_launch_args(parser, argv: Sequence[str]) -> tuple[list[str], list[str]]:
     """``argv`` split into ``accelerate launch``'s arguments and the recipe's: the strings the recipe's parser does not
     take go to accelerate, ``--accelerate_config NAME`` as ``--config_file FILE``. A YAML given with ``--config`` is
-    read only for the recipe (its unknown keys are refused later, by name)."""
-    argv = list(argv)
+    read only for the recipe (its unknown keys are refused later, by name). A flag the recipe's parser cannot read (a
+    missing value, an ambiguous abbreviation) is refused in one line."""
+    argv = _split_equals(argv)
     launch_args: list[str] = []
     if "--accelerate_config" in argv:
         i = argv.index("--accelerate_config")
         if i + 1 >= len(argv):
             raise ValueError("--accelerate_config: expected a configuration name "
                              f"({', '.join(ACCELERATE_CONFIGS)}) or a YAML file.")  # fmt: skip
+        if "--config_file" in argv:
+            raise ValueError("--accelerate_config and --config_file both name accelerate's configuration; give one.")
         launch_args += ["--config_file", accelerate_config_path(argv[i + 1])]
         del argv[i : i + 2]
     parser.epilog = ("Launch: --accelerate_config NAME|FILE (NAME one of " + ", ".join(ACCELERATE_CONFIGS)
-                     + ", shipped with hf-cut) and the flags of `accelerate launch` (--num_processes N, --mixed_precision no, …) "
-                     "go to accelerate; the rest to the recipe.")  # fmt: skip
+                     + ", shipped with hf-cut) and the flags of `accelerate launch` (--num_processes N, "
+                     "--mixed_precision no, …) go to accelerate; the rest to the recipe.")  # fmt: skip
     flags = list(argv)
     if "--config" in flags:  # the recipe's YAML: its keys are the recipe's own (checked by parse_recipe_args)
         i = flags.index("--config")
         del flags[i : i + 2]
-    _, unknown = parser.parse_known_args(flags)  # argparse alone: no dataclass is built (nor validated) here
+    _, unknown = one_line_errors(parser).parse_known_args(flags)  # argparse alone: no dataclass is built here
     return launch_args + unknown, _without(argv, unknown)
 
 
@@ -77,6 +91,9 @@ def launch(module: str, make_parser: Callable, argv: Sequence[str], default_conf
     unknown = " (neither a flag of the recipe nor of accelerate launch)"
     launcher.error = lambda message: refuse(prog, message + (unknown if message.startswith("unrecognized") else ""))
     args = launcher.parse_args([*launch_args, "--module", module, *recipe_args])
+    if args.training_script != module:  # a stray word taken by accelerate as the script to run instead of the recipe
+        refuse(prog, f"unrecognized argument {args.training_script!r}: not a flag or a flag's value (a YAML goes after "
+               "--config)")
     try:
         launch_command(args)
     except subprocess.CalledProcessError as err:  # the recipe's own error is on its stderr already
