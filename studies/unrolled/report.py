@@ -21,6 +21,7 @@ TRAIN_GAMMAS = ("0", "0.5", "1")
 DEPTHS = (4, 10, 20, 40)
 ALPHAS = ("0.05", "0.1", "0.2", "0.3")
 MILD, STRONG = 1.0, 3.0
+NOISY_DEPTHS = (20, 40)  # the depth stage with training noise (γ_train 0.5 and 1), every method
 
 
 def depth_label(method: str, depth: int) -> str:
@@ -77,6 +78,29 @@ def main(argv=None) -> int:
     for key, winners in report["beyond_every_baseline"].items():
         out.append(f"- {key}: {', '.join(winners) if winners else 'no constrained point'} beyond every baseline")
     out.append("")
+    every = [g for g in sorted({r["gamma"] for r in result.records}) if g > 0]
+    out += ["## Frontier verdicts at every γ (L = 10; each constrained point against every point of a baseline method)",
+            "", verdict_table(frontier_points(subset(headline), every, metric="rmse"), every), ""]  # fmt: skip
+
+    for depth in NOISY_DEPTHS:
+        at_depth = [lbl for lbl in labels if f" L={depth} " in lbl]
+        if not any("γ=1" in lbl and lbl.startswith("ERM") for lbl in at_depth):
+            continue
+        out += [f"## L = {depth}: every method with training noise (and without, where measured)", "",
+                training_seed_table(subset(at_depth), metric="rmse", percent=False, rows="models", digits=4), "",
+                "Frontier verdicts at every γ (the points of this depth):", "",
+                verdict_table(frontier_points(subset(at_depth), every, metric="rmse"), every), ""]  # fmt: skip
+        pairs = [(f"{c} L={depth} γ={g}", f"{b} L={depth} γ={g}") for g in ("0.5", "1")
+                 for c in ("constrained hard", "constrained resilient")
+                 for b in ("ERM", "deep supervision w=1", "deep supervision w=0.1")]  # fmt: skip
+        pairs = [(a, b) for a, b in pairs if a in labels and b in labels]
+        out += [f"Differences in RMSE at L = {depth} (negative: the constraint is better), combined spread in "
+                "brackets:", "", difference_table(result, pairs, metric="rmse", percent=False, digits=4), ""]  # fmt: skip
+
+    runs_path = os.path.join(args.results, "runs.json")
+    if os.path.isfile(runs_path):
+        out += ["## Run times (training only, `train_runtime` of results/runs.json, on a 2-core CPU)", "",
+                runtime_table(runs_path), ""]  # fmt: skip
 
     stats = ("rmse", "descent_ratio_mean", "example_satisfaction", "pair_satisfaction")
     summary = training_seed_summary(result, metrics=stats)
@@ -127,6 +151,40 @@ def main(argv=None) -> int:
         f.write(text + "\n")
     print(text)
     return 0
+
+
+def verdict_table(points: list[dict], gammas: list[float]) -> str:
+    """Markdown: each constrained point, at each γ, beyond which baselines' frontiers (hf_cut.evaluation.frontier's
+    rule: better under noise by more than the spread than every baseline point at least as good in distribution)."""
+    from hf_cut.evaluation.frontier import beyond_frontier
+
+    names = {"ERM": "ERM", "deep supervision": "deep supervision"}
+    lines = ["| setting | " + " | ".join(f"γ = {g:g}" for g in gammas) + " |", "| --- |" + " --- |" * len(gammas)]
+    for p in sorted((p for p in points if p["method"] == "constrained"), key=lambda p: p["label"]):
+        cells = []
+        for g in gammas:
+            won = [name for name, method in names.items()
+                   if beyond_frontier(p, [q for q in points if q["method"] == method], g)]  # fmt: skip
+            cells.append("beyond both" if len(won) == 2 else f"beyond {won[0]} only" if won else "no")
+        lines.append(f"| {p['label']} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def runtime_table(path: str) -> str:
+    """Markdown: per depth, how many trained runs, and the median, least and most `train_runtime` in seconds."""
+    import json
+    import statistics
+
+    with open(path, encoding="utf-8") as f:
+        runs = json.load(f)
+    by_depth: dict[int, list[float]] = {}
+    for run in runs.values():
+        if run.get("train_runtime") is not None:
+            by_depth.setdefault(run["num_layers"], []).append(run["train_runtime"])
+    lines = ["| L | runs | median (s) | least (s) | most (s) |", "| --- | --- | --- | --- | --- |"]
+    for depth, times in sorted(by_depth.items()):
+        lines.append(f"| {depth} | {len(times)} | {statistics.median(times):.1f} | {min(times):.1f} | {max(times):.1f} |")
+    return "\n".join(lines)
 
 
 def _plt():

@@ -36,15 +36,19 @@ def main(argv=None) -> int:
     sets = {"digits (in distribution)": digits, "moving shapes": shapes,
             **{name: impulse_noise(digits, p, seed=0) for name, p in SHIFTS}}  # fmt: skip
     per_model: dict[str, dict[str, list[float]]] = {}
+    seeds: dict[str, list[int]] = {}  # the training seed of each value, in order
     for key, run in sorted(runs.items()):
         if run.get("num_layers") != 10 or not os.path.isdir(run["path"]):
             continue
         model = AutoModel.from_pretrained(run["path"]).eval()
+        seeds.setdefault(run["label"], []).append(run["seed"])
         for name, dataset in sets.items():
             rmse = evaluate_denoiser(model, dataset, gamma=0.0, seed=0)["rmse"]
             per_model.setdefault(run["label"], {}).setdefault(name, []).append(rmse)
         print(key, {n: round(v[-1], 5) for n, v in per_model[run["label"]].items()}, flush=True)
-    table = {label: {name: {"mean": statistics.fmean(v), "std": statistics.stdev(v) if len(v) > 1 else 0.0, "n": len(v)}
+    # mean ± std over training seeds, and each seed's value (so that every table can be recomputed from this file)
+    table = {label: {name: {"mean": statistics.fmean(v), "std": statistics.stdev(v) if len(v) > 1 else 0.0, "n": len(v),
+                            "per_seed": dict(zip(map(str, seeds[label]), v))}
                      for name, v in by_set.items()} for label, by_set in per_model.items()}  # fmt: skip
     with open(os.path.join(args.results, "shift.json"), "w", encoding="utf-8") as f:
         json.dump(table, f, indent=1)
