@@ -158,13 +158,12 @@ def verdict_table(points: list[dict], gammas: list[float]) -> str:
     rule: better under noise by more than the spread than every baseline point at least as good in distribution)."""
     from hf_cut.evaluation.frontier import beyond_frontier
 
-    names = {"ERM": "ERM", "deep supervision": "deep supervision"}
+    baselines = ("ERM", "deep supervision")
     lines = ["| setting | " + " | ".join(f"γ = {g:g}" for g in gammas) + " |", "| --- |" + " --- |" * len(gammas)]
     for p in sorted((p for p in points if p["method"] == "constrained"), key=lambda p: p["label"]):
         cells = []
         for g in gammas:
-            won = [name for name, method in names.items()
-                   if beyond_frontier(p, [q for q in points if q["method"] == method], g)]  # fmt: skip
+            won = [b for b in baselines if beyond_frontier(p, [q for q in points if q["method"] == b], g)]
             cells.append("beyond both" if len(won) == 2 else f"beyond {won[0]} only" if won else "no")
         lines.append(f"| {p['label']} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
